@@ -1,0 +1,20 @@
+//! Conclave's SFU engine, sans-IO.
+//!
+//! The driver feeds [`Input`]s (datagrams from the one UDP port, and ticks of time) to
+//! [`Engine::handle_input`], then drains [`Engine::poll_output`] until it returns
+//! [`Output::Timeout`]: every [`Output::Transmit`] is sent, every [`Output::Event`] goes to the
+//! control plane, and the timeout says when to call again with [`Input::Tick`] if nothing arrives.
+//! Commands (`create_peer`, `apply_offer`, `subscribe`, ...) are plain method calls between inputs.
+//!
+//! Invariant: the engine never reads a clock, never touches a socket and never panics on
+//! network input; bad datagrams are dropped and counted in [`EngineStats`].
+
+pub mod api;
+pub mod engine;
+pub mod error;
+pub mod ids;
+
+pub use api::{EngineConfig, EngineStats, Event, Input, Output, PeerStats, Subscription, Transmit};
+pub use engine::Engine;
+pub use error::SfuError;
+pub use ids::{MediaKind, PeerId, Ssrc, TrackId};
