@@ -1,92 +1,1151 @@
-//! The engine: owns every peer, track and subscription of one UDP port.
+//! The engine: owns every peer, track and subscription of one UDP port and runs the packet path
+//! (demultiplex, ICE-lite, DTLS, SRTP, route, rewrite, protect). Formats live in their own
+//! modules; this one decides.
 
 use crate::api::{EngineConfig, EngineStats, Event, Input, Output, PeerStats, Subscription, Transmit};
+use crate::dtls::{DtlsIdentity, DtlsOutcome, DtlsRole, DtlsTransport};
 use crate::error::SfuError;
-use crate::ids::{PeerId, TrackId};
-use std::collections::VecDeque;
-use std::time::Instant;
+use crate::forward::{rtp_ticks, PacketCache, SequenceRewriter};
+use crate::ice::{BindingOutcome, IceLite};
+use crate::ids::{MediaKind, PeerId, TrackId};
+use crate::peer::{
+    CodecKind, ConnectionState, IncomingStream, MediaLine, PayloadTypes, Peer, PeerCounters, SendSlot, SlotSubscription,
+};
+use crate::receive_stats::{to_clock_units, ReceiveStats};
+use crate::track::{SenderReportInfo, Track};
+use crate::{rtcp, rtp, sdp, srtp, stun};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Every pooled datagram buffer has room for a full-size packet plus SRTP/RTX overhead, so
+/// protecting or wrapping in RTX never reallocates.
+const BUFFER_CAPACITY: usize = 1600;
+/// How often timers (DTLS retransmits, consent, reports) are looked at.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(50);
+/// RTCP reports per peer: about once a second (RFC 3550 §6.2 allows far more for our few streams).
+const REPORT_INTERVAL: Duration = Duration::from_millis(1000);
+const ICE_UFRAG_LEN: usize = 8;
+const ICE_PWD_LEN: usize = 24;
+
+/// Pooled buffers and the queue of datagrams to send; a field of its own so that the packet path
+/// can borrow it beside `peers` and `tracks`.
+#[derive(Default)]
+struct Outbox {
+    transmits: VecDeque<Transmit>,
+    free: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    fn buffer(&mut self) -> Vec<u8> {
+        match self.free.pop() {
+            Some(mut buffer) => {
+                buffer.clear();
+                buffer
+            }
+            None => Vec::with_capacity(BUFFER_CAPACITY),
+        }
+    }
+
+    fn send(&mut self, destination: SocketAddr, contents: Vec<u8>) {
+        self.transmits.push_back(Transmit { destination, contents });
+    }
+
+    fn send_copy(&mut self, destination: SocketAddr, data: &[u8]) {
+        let mut buffer = self.buffer();
+        buffer.extend_from_slice(data);
+        self.send(destination, buffer);
+    }
+}
 
 pub struct Engine {
     config: EngineConfig,
+    /// Origin of the engine's RTP tick clock.
+    epoch: Instant,
+    identity: DtlsIdentity,
+    rng: ChaCha20Rng,
     now: Instant,
+    peers: HashMap<PeerId, Peer>,
+    tracks: HashMap<TrackId, Track>,
+    by_address: HashMap<SocketAddr, PeerId>,
+    by_ufrag: HashMap<String, PeerId>,
+    next_peer: u32,
+    next_track: u32,
+    outbox: Outbox,
     events: VecDeque<Event>,
-    transmits: VecDeque<Transmit>,
-    free_buffers: Vec<Vec<u8>>,
+    /// Decrypted copy of the datagram being handled; reused so the packet path does not allocate.
+    scratch: Vec<u8>,
+    next_housekeeping: Instant,
+    live_peers_scratch: Vec<PeerId>,
+    report_blocks: Vec<rtcp::ReportBlock>,
+    session_version: u64,
     stats: EngineStats,
 }
 
 impl Engine {
     pub fn new(config: EngineConfig, now: Instant) -> Result<Self, SfuError> {
+        let identity = DtlsIdentity::generate()?;
+        let rng = ChaCha20Rng::seed_from_u64(config.seed);
         Ok(Engine {
             config,
+            epoch: now,
+            identity,
+            rng,
             now,
+            peers: HashMap::new(),
+            tracks: HashMap::new(),
+            by_address: HashMap::with_capacity(1024),
+            by_ufrag: HashMap::new(),
+            next_peer: 1,
+            next_track: 1,
+            outbox: Outbox::default(),
             events: VecDeque::new(),
-            transmits: VecDeque::new(),
-            free_buffers: Vec::new(),
+            scratch: Vec::with_capacity(BUFFER_CAPACITY),
+            next_housekeeping: now,
+            live_peers_scratch: Vec::new(),
+            report_blocks: Vec::new(),
+            session_version: 1,
             stats: EngineStats::default(),
         })
     }
 
     /// The DTLS certificate fingerprint put in every answer, as `sha-256 AB:CD:...`.
     pub fn fingerprint(&self) -> String {
-        String::new()
-    }
-
-    pub fn create_peer(&mut self, _now: Instant) -> PeerId {
-        PeerId(0)
-    }
-
-    /// Applies a remote offer (initial or renegotiation) and returns the answer.
-    pub fn apply_offer(&mut self, peer: PeerId, _offer: &str, _now: Instant) -> Result<String, SfuError> {
-        Err(SfuError::UnknownPeer(peer))
-    }
-
-    pub fn close_peer(&mut self, peer: PeerId) -> Result<(), SfuError> {
-        Err(SfuError::UnknownPeer(peer))
-    }
-
-    pub fn subscribe(&mut self, subscriber: PeerId, _track: TrackId, _now: Instant) -> Result<Subscription, SfuError> {
-        Err(SfuError::UnknownPeer(subscriber))
-    }
-
-    pub fn unsubscribe(&mut self, subscriber: PeerId, _track: TrackId) -> Result<(), SfuError> {
-        Err(SfuError::UnknownPeer(subscriber))
-    }
-
-    pub fn request_keyframe(&mut self, track: TrackId, _now: Instant) -> Result<(), SfuError> {
-        Err(SfuError::UnknownTrack(track))
-    }
-
-    pub fn peer_stats(&self, peer: PeerId) -> Result<PeerStats, SfuError> {
-        Err(SfuError::UnknownPeer(peer))
-    }
-
-    pub fn stats(&self) -> EngineStats {
-        self.stats.clone()
-    }
-
-    pub fn handle_input(&mut self, input: Input<'_>) {
-        match input {
-            Input::Datagram { at, .. } | Input::Tick(at) => self.now = at,
-        }
-    }
-
-    pub fn poll_output(&mut self) -> Output {
-        if let Some(t) = self.transmits.pop_front() {
-            return Output::Transmit(t);
-        }
-        if let Some(e) = self.events.pop_front() {
-            return Output::Event(e);
-        }
-        Output::Timeout(self.now + std::time::Duration::from_millis(100))
-    }
-
-    /// Returns a sent datagram's buffer to the pool.
-    pub fn recycle(&mut self, buffer: Vec<u8>) {
-        self.free_buffers.push(buffer);
+        format!("sha-256 {}", self.identity.fingerprint_sha256())
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
+
+    fn random_string(&mut self, len: usize) -> String {
+        // RFC 8445 §5.3: ice-chars are ALPHA / DIGIT / "+" / "/".
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        (0..len).map(|_| ALPHABET[(self.rng.next_u32() % ALPHABET.len() as u32) as usize] as char).collect()
+    }
+
+    fn random_ssrc(&mut self) -> u32 {
+        loop {
+            let ssrc = self.rng.next_u32();
+            if ssrc != 0 {
+                return ssrc;
+            }
+        }
+    }
+
+    pub fn create_peer(&mut self, now: Instant) -> PeerId {
+        let id = PeerId(self.next_peer);
+        self.next_peer += 1;
+        let ufrag = loop {
+            let candidate = self.random_string(ICE_UFRAG_LEN);
+            if !self.by_ufrag.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        let pwd = self.random_string(ICE_PWD_LEN);
+        let rtcp_ssrc = self.random_ssrc();
+        let cname = self.random_string(16);
+        self.by_ufrag.insert(ufrag.clone(), id);
+        self.peers.insert(
+            id,
+            Peer {
+                id,
+                ice: IceLite::new(ufrag, pwd),
+                dtls: None,
+                remote_fingerprint: None,
+                srtp_outbound: None,
+                srtp_inbound: None,
+                state: ConnectionState::New,
+                media: Vec::new(),
+                slots: Vec::new(),
+                incoming: HashMap::new(),
+                mid_extension: None,
+                rid_extension: None,
+                repaired_rid_extension: None,
+                rtcp_ssrc,
+                cname,
+                counters: PeerCounters::default(),
+                next_report_at: now + REPORT_INTERVAL,
+                created_at: now,
+            },
+        );
+        id
+    }
+
+    /// Applies a remote offer (initial or renegotiation) and returns the answer.
+    pub fn apply_offer(&mut self, peer_id: PeerId, offer_text: &str, now: Instant) -> Result<String, SfuError> {
+        if !self.peers.contains_key(&peer_id) {
+            return Err(SfuError::UnknownPeer(peer_id));
+        }
+        let offer = sdp::parse(offer_text).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        sdp::validate_offer(&offer).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let (remote_ufrag, _) =
+            offer.ice_credentials().ok_or_else(|| SfuError::InvalidSdp("no ICE credentials".into()))?;
+        let remote_ufrag = remote_ufrag.to_owned();
+        let fingerprint =
+            offer.effective_fingerprint().ok_or_else(|| SfuError::InvalidSdp("no a=fingerprint".into()))?;
+        if fingerprint.algorithm != "sha-256" || fingerprint.value.len() != 32 {
+            return Err(SfuError::InvalidSdp(format!(
+                "fingerprint algorithm {} is not supported; use sha-256",
+                fingerprint.algorithm
+            )));
+        }
+        let remote_fingerprint = fingerprint.value.clone();
+        let remote_setup = offer.effective_setup().unwrap_or(sdp::Setup::ActPass);
+        // ICE-lite answers take the DTLS server side whenever the offer lets us: the browser then
+        // starts the handshake as soon as its checks succeed.
+        let (our_role, answer_setup) = match remote_setup {
+            sdp::Setup::Passive => (DtlsRole::Client, sdp::Setup::Active),
+            _ => (DtlsRole::Server, sdp::Setup::Passive),
+        };
+
+        // Decide every m-line before touching state, so that a refused offer changes nothing.
+        let existing_mids: Vec<String> = {
+            let peer = &self.peers[&peer_id];
+            peer.media
+                .iter()
+                .map(|line| match line {
+                    MediaLine::Publish { mid, .. } | MediaLine::Rejected { mid } => mid.clone(),
+                    MediaLine::Send { slot } => peer.slots[*slot].mid.clone(),
+                })
+                .collect()
+        };
+        let mut decisions: Vec<sdp::AnswerMedia> = offer.media.iter().map(sdp::select_media).collect();
+        for (index, decision) in decisions.iter_mut().enumerate() {
+            if let Some(existing) = existing_mids.get(index) {
+                if decision.accepted && decision.mid != *existing {
+                    return Err(SfuError::InvalidSdp(format!(
+                        "m-line {index} changed its mid from {existing} to {}",
+                        decision.mid
+                    )));
+                }
+            }
+        }
+        {
+            let peer = &self.peers[&peer_id];
+            if let Some(known) = &peer.remote_fingerprint {
+                if *known != remote_fingerprint {
+                    return Err(SfuError::InvalidSdp("the DTLS fingerprint changed during renegotiation".into()));
+                }
+            }
+        }
+
+        let mut new_tracks = Vec::new();
+        for (index, (offered, decision)) in offer.media.iter().zip(decisions.iter_mut()).enumerate() {
+            let peer = self.peers.get_mut(&peer_id).expect("checked above");
+            if index < peer.media.len() {
+                // Renegotiation keeps what each known m-line does; a send slot re-announces its SSRCs.
+                match &peer.media[index] {
+                    MediaLine::Send { slot } if decision.accepted && decision.direction == sdp::Direction::SendOnly => {
+                        let slot = &peer.slots[*slot];
+                        decision.send = Some(send_stream(slot, &peer.cname));
+                    }
+                    MediaLine::Publish { .. } if decision.accepted => {}
+                    _ => decision.accepted = false,
+                }
+                continue;
+            }
+            if !decision.accepted {
+                peer.media.push(MediaLine::Rejected { mid: decision.mid.clone() });
+                continue;
+            }
+            let payload_types = payload_types_of(offered, decision);
+            if payload_types.is_empty() {
+                decision.accepted = false;
+                peer.media.push(MediaLine::Rejected { mid: decision.mid.clone() });
+                continue;
+            }
+            let kind = match offered.kind {
+                sdp::SdpMediaKind::Audio => MediaKind::Audio,
+                _ => MediaKind::Video,
+            };
+            for ext in &decision.extmaps {
+                match ext.uri.as_str() {
+                    "urn:ietf:params:rtp-hdrext:sdes:mid" => peer.mid_extension = Some(ext.id),
+                    "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id" => peer.rid_extension = Some(ext.id),
+                    "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id" => {
+                        peer.repaired_rid_extension = Some(ext.id)
+                    }
+                    _ => {}
+                }
+            }
+            match decision.direction {
+                sdp::Direction::RecvOnly => {
+                    let track_id = TrackId(self.next_track);
+                    self.next_track += 1;
+                    let (ssrc, rtx_ssrc) = announced_ssrcs(offered);
+                    if let Some(ssrc) = ssrc {
+                        peer.incoming.insert(ssrc, IncomingStream::Media(track_id));
+                    }
+                    if let Some(rtx) = rtx_ssrc {
+                        peer.incoming.insert(rtx, IncomingStream::Retransmission(track_id));
+                    }
+                    let stream_id = offered
+                        .msid
+                        .as_ref()
+                        .map(|(stream, _)| stream.clone())
+                        .or_else(|| {
+                            offered.ssrcs.iter().find(|l| l.attribute == "msid").and_then(|l| {
+                                l.value.as_deref().and_then(|v| v.split_whitespace().next()).map(str::to_owned)
+                            })
+                        })
+                        .unwrap_or_else(|| format!("{peer_id}"));
+                    let clock_rate = payload_types[0].codec.clock_rate();
+                    let cache = (kind == MediaKind::Video).then(|| PacketCache::new(self.config.nack_cache_packets));
+                    peer.media.push(MediaLine::Publish { mid: decision.mid.clone(), track: track_id });
+                    new_tracks.push(Track {
+                        id: track_id,
+                        publisher: peer_id,
+                        kind,
+                        mid: decision.mid.clone(),
+                        stream_id,
+                        payload_types,
+                        ssrc,
+                        rtx_ssrc,
+                        rid: offered.rids.iter().find(|r| r.direction == "send").map(|r| r.id.clone()),
+                        subscribers: Vec::new(),
+                        cache,
+                        receive: ReceiveStats::default(),
+                        clock_rate,
+                        last_sender_report: None,
+                        last_keyframe_request: None,
+                        last_packet_at: None,
+                    });
+                }
+                sdp::Direction::SendOnly => {
+                    let has_rtx = payload_types.iter().any(|p| p.rtx_pt.is_some());
+                    let ssrc = loop {
+                        let candidate = self.rng.next_u32();
+                        if candidate != 0 {
+                            break candidate;
+                        }
+                    };
+                    let rtx_ssrc = has_rtx.then(|| self.rng.next_u32() | 1);
+                    let initial_sequence = self.rng.next_u32() as u16;
+                    let peer = self.peers.get_mut(&peer_id).expect("checked above");
+                    let slot = SendSlot {
+                        mid: decision.mid.clone(),
+                        kind,
+                        ssrc,
+                        rtx_ssrc,
+                        payload_types,
+                        subscription: None,
+                        rtx_sequence: initial_sequence,
+                        packets_sent: 0,
+                        octets_sent: 0,
+                    };
+                    decision.send = Some(send_stream(&slot, &peer.cname));
+                    peer.slots.push(slot);
+                    let slot = peer.slots.len() - 1;
+                    peer.media.push(MediaLine::Send { slot });
+                }
+                _ => {
+                    decision.accepted = false;
+                    peer.media.push(MediaLine::Rejected { mid: decision.mid.clone() });
+                }
+            }
+        }
+
+        let peer = self.peers.get_mut(&peer_id).expect("checked above");
+        if peer.dtls.is_none() {
+            peer.dtls = Some(DtlsTransport::new(&self.identity, our_role, remote_fingerprint.clone())?);
+            peer.remote_fingerprint = Some(remote_fingerprint);
+        }
+        peer.ice.remote_ufrag = Some(remote_ufrag);
+        let local = sdp::LocalTransport {
+            ice_ufrag: peer.ice.local_ufrag.clone(),
+            ice_pwd: peer.ice.local_pwd.clone(),
+            fingerprint_sha256: self.identity.fingerprint_sha256().to_owned(),
+            candidate: self.config.announced_addr,
+            setup: peer.dtls.as_ref().map_or(answer_setup, |d| match d.role() {
+                DtlsRole::Client => sdp::Setup::Active,
+                DtlsRole::Server => sdp::Setup::Passive,
+            }),
+        };
+        self.session_version += 1;
+        let answer = sdp::write_answer(&offer, &local, &decisions, self.session_version);
+        for track in new_tracks {
+            self.events.push_back(Event::TrackPublished {
+                peer: peer_id,
+                track: track.id,
+                kind: track.kind,
+                mid: track.mid.clone(),
+                stream_id: track.stream_id.clone(),
+            });
+            self.tracks.insert(track.id, track);
+        }
+        let _ = now;
+        Ok(answer)
+    }
+
+    pub fn close_peer(&mut self, peer_id: PeerId) -> Result<(), SfuError> {
+        if !self.peers.contains_key(&peer_id) {
+            return Err(SfuError::UnknownPeer(peer_id));
+        }
+        self.end_peer_media(peer_id);
+        let Some(mut peer) = self.peers.remove(&peer_id) else {
+            return Err(SfuError::UnknownPeer(peer_id));
+        };
+        if let (Some(dtls), Some(destination)) = (peer.dtls.as_mut(), peer.ice.selected()) {
+            dtls.close(self.now);
+            while let Some(datagram) = dtls.poll_transmit() {
+                self.outbox.send_copy(destination, &datagram);
+            }
+        }
+        self.by_ufrag.remove(&peer.ice.local_ufrag);
+        for address in peer.ice.validated_addresses() {
+            if self.by_address.get(address) == Some(&peer_id) {
+                self.by_address.remove(address);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the peer's published tracks and drops its subscriptions (it stays known until closed).
+    fn end_peer_media(&mut self, peer_id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&peer_id) else { return };
+        let published: Vec<TrackId> = peer.published_tracks().collect();
+        let subscribed: Vec<(usize, TrackId)> = peer
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.subscription.take().map(|sub| (i, sub.track)))
+            .collect();
+        peer.media.iter_mut().for_each(|m| {
+            if let MediaLine::Publish { mid, .. } = m {
+                *m = MediaLine::Rejected { mid: std::mem::take(mid) };
+            }
+        });
+        peer.incoming.clear();
+        for (slot, track_id) in subscribed {
+            if let Some(track) = self.tracks.get_mut(&track_id) {
+                track.subscribers.retain(|&(p, s)| !(p == peer_id && s == slot));
+            }
+        }
+        for track_id in published {
+            if let Some(track) = self.tracks.remove(&track_id) {
+                for (subscriber, slot) in track.subscribers {
+                    if let Some(slot) = self.peers.get_mut(&subscriber).and_then(|p| p.slots.get_mut(slot)) {
+                        slot.subscription = None;
+                    }
+                }
+                self.events.push_back(Event::TrackEnded { peer: peer_id, track: track_id });
+            }
+        }
+    }
+
+    pub fn subscribe(&mut self, subscriber: PeerId, track_id: TrackId, now: Instant) -> Result<Subscription, SfuError> {
+        let track = self.tracks.get(&track_id).ok_or(SfuError::UnknownTrack(track_id))?;
+        let kind = track.kind;
+        let codecs: Vec<CodecKind> = track.payload_types.iter().map(|p| p.codec).collect();
+        let peer = self.peers.get_mut(&subscriber).ok_or(SfuError::UnknownPeer(subscriber))?;
+        if peer.slots.iter().any(|s| s.subscription.as_ref().is_some_and(|sub| sub.track == track_id)) {
+            return Err(SfuError::AlreadySubscribed { peer: subscriber, track: track_id });
+        }
+        let slot_index = peer
+            .slots
+            .iter()
+            .position(|s| {
+                s.kind == kind && s.subscription.is_none() && codecs.iter().any(|c| s.payload_types_for(*c).is_some())
+            })
+            .ok_or(SfuError::NoFreeSlot { peer: subscriber, track: track_id })?;
+        let initial_sequence = self.rng.next_u32() as u16;
+        let initial_timestamp = self.rng.next_u32();
+        let peer = self.peers.get_mut(&subscriber).expect("looked up above");
+        let slot = &mut peer.slots[slot_index];
+        slot.subscription = Some(SlotSubscription {
+            track: track_id,
+            rewriter: SequenceRewriter::new(initial_sequence, initial_timestamp),
+            waiting_for_keyframe: kind == MediaKind::Video,
+            timestamp_offset: 0,
+            has_sent: false,
+        });
+        let result = Subscription { mid: slot.mid.clone(), ssrc: slot.ssrc };
+        if let Some(track) = self.tracks.get_mut(&track_id) {
+            track.subscribers.push((subscriber, slot_index));
+        }
+        if kind == MediaKind::Video {
+            self.send_keyframe_request(track_id, Some(subscriber), now, true);
+        }
+        Ok(result)
+    }
+
+    pub fn unsubscribe(&mut self, subscriber: PeerId, track_id: TrackId) -> Result<(), SfuError> {
+        let peer = self.peers.get_mut(&subscriber).ok_or(SfuError::UnknownPeer(subscriber))?;
+        let slot_index = peer
+            .slots
+            .iter()
+            .position(|s| s.subscription.as_ref().is_some_and(|sub| sub.track == track_id))
+            .ok_or(SfuError::NotSubscribed { peer: subscriber, track: track_id })?;
+        peer.slots[slot_index].subscription = None;
+        if let Some(track) = self.tracks.get_mut(&track_id) {
+            track.subscribers.retain(|&(p, s)| !(p == subscriber && s == slot_index));
+        }
+        Ok(())
+    }
+
+    pub fn request_keyframe(&mut self, track: TrackId, now: Instant) -> Result<(), SfuError> {
+        if !self.tracks.contains_key(&track) {
+            return Err(SfuError::UnknownTrack(track));
+        }
+        self.send_keyframe_request(track, None, now, false);
+        Ok(())
+    }
+
+    pub fn peer_stats(&self, peer_id: PeerId) -> Result<PeerStats, SfuError> {
+        let peer = self.peers.get(&peer_id).ok_or(SfuError::UnknownPeer(peer_id))?;
+        let c = peer.counters;
+        Ok(PeerStats {
+            peer: Some(peer_id),
+            connected: peer.is_connected(),
+            packets_received: c.packets_received,
+            bytes_received: c.bytes_received,
+            packets_sent: c.packets_sent,
+            bytes_sent: c.bytes_sent,
+            nacks_received: c.nacks_received,
+            retransmissions_sent: c.retransmissions_sent,
+            keyframe_requests_sent: c.keyframe_requests_sent,
+            published_tracks: peer.published_tracks().count() as u32,
+            subscriptions: peer.slots.iter().filter(|s| s.subscription.is_some()).count() as u32,
+        })
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let mut stats = self.stats.clone();
+        stats.peers = self.peers.len() as u32;
+        stats.connected_peers = self.peers.values().filter(|p| p.is_connected()).count() as u32;
+        stats.tracks = self.tracks.len() as u32;
+        stats.subscriptions = self.tracks.values().map(|t| t.subscribers.len() as u32).sum();
+        stats
+    }
+
+    pub fn handle_input(&mut self, input: Input<'_>) {
+        match input {
+            Input::Datagram { at, source, data } => {
+                self.now = self.now.max(at);
+                self.handle_datagram(source, data);
+            }
+            Input::Tick(at) => self.now = self.now.max(at),
+        }
+        if self.now >= self.next_housekeeping {
+            self.housekeeping();
+            self.next_housekeeping = self.now + HOUSEKEEPING_INTERVAL;
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(transmit) = self.outbox.transmits.pop_front() {
+            return Output::Transmit(transmit);
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        Output::Timeout(self.next_housekeeping)
+    }
+
+    /// Returns a sent datagram's buffer to the pool.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        if buffer.capacity() >= BUFFER_CAPACITY && self.outbox.free.len() < 4096 {
+            self.outbox.free.push(buffer);
+        }
+    }
+
+    fn handle_datagram(&mut self, source: SocketAddr, data: &[u8]) {
+        let Some(&first) = data.first() else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        // RFC 7983 §7: the first byte tells STUN, DTLS and RTP/RTCP apart on one port.
+        match first {
+            0..=3 => self.handle_stun(source, data),
+            20..=63 => self.handle_dtls(source, data),
+            128..=191 => {
+                let Some(&peer_id) = self.by_address.get(&source) else {
+                    self.stats.dropped_unknown_source += 1;
+                    return;
+                };
+                // RFC 5761 §4: RTCP packet types 192..=223 sit where RTP's marker bit and payload type are.
+                if data.len() >= 2 && (192..=223).contains(&data[1]) {
+                    self.handle_rtcp(peer_id, data);
+                } else {
+                    self.handle_rtp(peer_id, data);
+                }
+            }
+            _ => self.stats.dropped_malformed += 1,
+        }
+    }
+
+    fn handle_stun(&mut self, source: SocketAddr, data: &[u8]) {
+        self.stats.stun_requests += 1;
+        let request = match stun::parse_binding_request(data) {
+            Ok(request) => request,
+            Err(_) => {
+                self.stats.stun_rejected += 1;
+                return;
+            }
+        };
+        let local_ufrag = request.username.split(':').next().unwrap_or("");
+        let Some(&peer_id) = self.by_ufrag.get(local_ufrag) else {
+            self.stats.stun_rejected += 1;
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&peer_id) else { return };
+        let mut response = self.outbox.buffer();
+        if stun::verify_integrity(data, peer.ice.local_pwd.as_bytes()).is_err() {
+            self.stats.stun_rejected += 1;
+            stun::write_binding_error(&request.transaction_id, 401, "Unauthorized", &mut response);
+            self.outbox.send(source, response);
+            return;
+        }
+        let remote_part = request.username.split_once(':').map(|(_, r)| r);
+        if peer.ice.remote_ufrag.is_none() || remote_part != peer.ice.remote_ufrag.as_deref() {
+            // Checks may race the answer; RFC 8445 §7.3 lets us refuse until we know the peer.
+            self.stats.stun_rejected += 1;
+            stun::write_binding_error(&request.transaction_id, 400, "Bad Request", &mut response);
+            self.outbox.send(source, response);
+            return;
+        }
+        stun::write_binding_success(&request.transaction_id, source, peer.ice.local_pwd.as_bytes(), &mut response);
+        self.outbox.send(source, response);
+        if peer.state == ConnectionState::Disconnected {
+            return;
+        }
+        let outcome = peer.ice.on_binding_request(source, request.use_candidate, self.now);
+        if outcome != BindingOutcome::Refreshed {
+            self.by_address.insert(source, peer_id);
+        }
+        if outcome == BindingOutcome::Nominated {
+            if let Some(dtls) = peer.dtls.as_mut() {
+                let result = dtls.start(self.now);
+                self.after_dtls(peer_id, result);
+            }
+        }
+    }
+
+    fn handle_dtls(&mut self, source: SocketAddr, data: &[u8]) {
+        let Some(&peer_id) = self.by_address.get(&source) else {
+            self.stats.dropped_unknown_source += 1;
+            return;
+        };
+        let Some(dtls) = self.peers.get_mut(&peer_id).and_then(|p| p.dtls.as_mut()) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        let outcome = dtls.handle_datagram(self.now, data);
+        self.after_dtls(peer_id, outcome);
+    }
+
+    /// Sends what DTLS queued and acts on how the handshake went.
+    fn after_dtls(&mut self, peer_id: PeerId, outcome: DtlsOutcome) {
+        let Some(peer) = self.peers.get_mut(&peer_id) else { return };
+        if let (Some(dtls), Some(destination)) = (peer.dtls.as_mut(), peer.ice.selected()) {
+            while let Some(datagram) = dtls.poll_transmit() {
+                self.outbox.send_copy(destination, &datagram);
+            }
+        }
+        match outcome {
+            DtlsOutcome::Nothing => {}
+            DtlsOutcome::Connected(keys) => {
+                let Some(profile) = srtp::SrtpProfile::from_dtls_id(keys.profile_id) else {
+                    self.disconnect(peer_id, "dtls_failed");
+                    return;
+                };
+                let (outbound, inbound) =
+                    srtp::contexts_from_keying_material(profile, &keys.material, keys.we_are_client);
+                peer.srtp_outbound = Some(outbound);
+                peer.srtp_inbound = Some(inbound);
+                peer.state = ConnectionState::Connected;
+                let remote = peer.ice.selected().unwrap_or(self.config.announced_addr);
+                self.events.push_back(Event::PeerConnected { peer: peer_id, remote });
+                // Subscriptions made before the path existed still need their first keyframe.
+                let subscribed: Vec<TrackId> =
+                    peer.slots.iter().filter_map(|s| s.subscription.as_ref().map(|sub| sub.track)).collect();
+                for track in subscribed {
+                    self.send_keyframe_request(track, Some(peer_id), self.now, true);
+                }
+            }
+            DtlsOutcome::Closed => self.disconnect(peer_id, "dtls_closed"),
+            DtlsOutcome::Failed(reason) => self.disconnect(peer_id, reason),
+        }
+    }
+
+    fn disconnect(&mut self, peer_id: PeerId, reason: &'static str) {
+        let Some(peer) = self.peers.get_mut(&peer_id) else { return };
+        if peer.state == ConnectionState::Disconnected {
+            return;
+        }
+        peer.state = ConnectionState::Disconnected;
+        peer.srtp_inbound = None;
+        peer.srtp_outbound = None;
+        let addresses: Vec<SocketAddr> = peer.ice.validated_addresses().to_vec();
+        for address in addresses {
+            if self.by_address.get(&address) == Some(&peer_id) {
+                self.by_address.remove(&address);
+            }
+        }
+        self.end_peer_media(peer_id);
+        self.events.push_back(Event::PeerDisconnected { peer: peer_id, reason });
+    }
+
+    fn handle_rtp(&mut self, peer_id: PeerId, data: &[u8]) {
+        let now = self.now;
+        let now_ticks_base = now.saturating_duration_since(self.epoch);
+        let Engine { peers, tracks, outbox, scratch, stats, .. } = self;
+        let Some(peer) = peers.get_mut(&peer_id) else { return };
+        let Some(inbound) = peer.srtp_inbound.as_mut() else {
+            stats.dropped_malformed += 1;
+            return;
+        };
+        scratch.clear();
+        scratch.extend_from_slice(data);
+        let plain_len = match inbound.unprotect_rtp(scratch) {
+            Ok(len) => len,
+            Err(srtp::SrtpError::Replayed) | Err(srtp::SrtpError::TooOld) => {
+                stats.dropped_replay += 1;
+                return;
+            }
+            Err(_) => {
+                stats.dropped_srtp_auth += 1;
+                return;
+            }
+        };
+        scratch.truncate(plain_len);
+        let Ok(header) = rtp::parse_rtp(scratch) else {
+            stats.dropped_malformed += 1;
+            return;
+        };
+        peer.counters.packets_received += 1;
+        peer.counters.bytes_received += data.len() as u64;
+        stats.packets_received += 1;
+
+        let stream = match peer.incoming.get(&header.ssrc) {
+            Some(stream) => *stream,
+            None => match bind_unknown_ssrc(peer, tracks, scratch, &header) {
+                Some(stream) => stream,
+                None => {
+                    stats.dropped_unknown_source += 1;
+                    return;
+                }
+            },
+        };
+        let IncomingStream::Media(track_id) = stream else {
+            // We never NACK upstream yet, so RTX from a publisher is only bandwidth probing.
+            return;
+        };
+        let Some(track) = tracks.get_mut(&track_id) else { return };
+        if header.payload_end <= header.payload_start {
+            // Padding-only packets probe bandwidth; they carry nothing to forward.
+            return;
+        }
+        let Some(codec) = track.codec_of(header.payload_type) else {
+            stats.dropped_malformed += 1;
+            return;
+        };
+        let arrival = to_clock_units(now, peer.created_at, track.clock_rate);
+        track.receive.record(header.sequence, header.timestamp, arrival);
+        track.last_packet_at = Some(now);
+        if let Some(cache) = track.cache.as_mut() {
+            cache.insert(header.sequence, scratch);
+        }
+        let payload = &scratch[header.payload_start..header.payload_end];
+        let now_ticks = rtp_ticks(now_ticks_base, track.clock_rate);
+        let is_keyframe = match codec.codec {
+            CodecKind::Vp8 => rtp::vp8_is_keyframe(payload),
+            CodecKind::H264 => rtp::h264_is_keyframe(payload),
+            CodecKind::Opus => true,
+        };
+
+        for &(subscriber_id, slot_index) in &track.subscribers {
+            let Some(subscriber) = peers.get_mut(&subscriber_id) else { continue };
+            let Some(destination) = subscriber.ice.selected() else { continue };
+            if subscriber.state != ConnectionState::Connected {
+                continue;
+            }
+            let Some(outbound) = subscriber.srtp_outbound.as_mut() else { continue };
+            let Some(slot) = subscriber.slots.get_mut(slot_index) else { continue };
+            let Some(payload_types) = slot.payload_types_for(codec.codec) else { continue };
+            let Some(subscription) = slot.subscription.as_mut() else { continue };
+            if subscription.waiting_for_keyframe {
+                if !is_keyframe {
+                    continue;
+                }
+                subscription.waiting_for_keyframe = false;
+            }
+            let Some((sequence, timestamp)) = subscription.rewriter.rewrite(header.sequence, header.timestamp, now_ticks) else {
+                continue;
+            };
+            subscription.timestamp_offset = timestamp.wrapping_sub(header.timestamp);
+            subscription.has_sent = true;
+            let mut out = outbox.buffer();
+            write_rtp_header(&mut out, header.marker, payload_types.pt, sequence, timestamp, slot.ssrc);
+            out.extend_from_slice(payload);
+            if outbound.protect_rtp(&mut out).is_err() {
+                outbox.free.push(out);
+                continue;
+            }
+            slot.packets_sent = slot.packets_sent.wrapping_add(1);
+            slot.octets_sent = slot.octets_sent.wrapping_add(payload.len() as u32);
+            subscriber.counters.packets_sent += 1;
+            subscriber.counters.bytes_sent += out.len() as u64;
+            stats.packets_forwarded += 1;
+            outbox.send(destination, out);
+        }
+    }
+
+    fn handle_rtcp(&mut self, peer_id: PeerId, data: &[u8]) {
+        let now = self.now;
+        let mut keyframe_requests: Vec<TrackId> = Vec::new();
+        {
+            let Engine { peers, tracks, outbox, scratch, stats, .. } = self;
+            let Some(peer) = peers.get_mut(&peer_id) else { return };
+            let Some(inbound) = peer.srtp_inbound.as_mut() else {
+                stats.dropped_malformed += 1;
+                return;
+            };
+            scratch.clear();
+            scratch.extend_from_slice(data);
+            let plain_len = match inbound.unprotect_rtcp(scratch) {
+                Ok(len) => len,
+                Err(srtp::SrtpError::Replayed) | Err(srtp::SrtpError::TooOld) => {
+                    stats.dropped_replay += 1;
+                    return;
+                }
+                Err(_) => {
+                    stats.dropped_srtp_auth += 1;
+                    return;
+                }
+            };
+            scratch.truncate(plain_len);
+            peer.counters.packets_received += 1;
+            peer.counters.bytes_received += data.len() as u64;
+            for packet in rtcp::packets(scratch) {
+                let Ok(packet) = packet else {
+                    stats.dropped_malformed += 1;
+                    break;
+                };
+                match packet {
+                    rtcp::RtcpPacket::SenderReport(report) => {
+                        if let Some(IncomingStream::Media(track_id)) = peer.incoming.get(&report.ssrc) {
+                            if let Some(track) = tracks.get_mut(track_id) {
+                                track.last_sender_report = Some(SenderReportInfo {
+                                    ntp: report.ntp,
+                                    rtp_timestamp: report.rtp_timestamp,
+                                    received_at: now,
+                                });
+                            }
+                        }
+                    }
+                    rtcp::RtcpPacket::Pli { media_ssrc, .. } => {
+                        if let Some(track) = subscribed_track(peer, media_ssrc) {
+                            keyframe_requests.push(track);
+                        }
+                    }
+                    rtcp::RtcpPacket::Fir(fir) => {
+                        for (ssrc, _) in fir.entries() {
+                            if let Some(track) = subscribed_track(peer, ssrc) {
+                                keyframe_requests.push(track);
+                            }
+                        }
+                    }
+                    rtcp::RtcpPacket::Nack(nack) => {
+                        peer.counters.nacks_received += 1;
+                        let Some(slot_index) = peer.slot_by_ssrc(nack.media_ssrc) else { continue };
+                        let Some(destination) = peer.ice.selected() else { continue };
+                        let Some(outbound) = peer.srtp_outbound.as_mut() else { continue };
+                        let slot = &mut peer.slots[slot_index];
+                        let Some(subscription) = slot.subscription.as_ref() else { continue };
+                        let Some(track) = tracks.get(&subscription.track) else { continue };
+                        let Some(cache) = track.cache.as_ref() else { continue };
+                        for lost in nack.lost() {
+                            let Some(original_sequence) = subscription.rewriter.original_sequence(lost) else {
+                                continue;
+                            };
+                            let Some(original) = cache.get(original_sequence) else { continue };
+                            let Ok(original_header) = rtp::parse_rtp(original) else { continue };
+                            let Some(codec) = track.codec_of(original_header.payload_type) else { continue };
+                            let Some(payload_types) = slot.payload_types_for(codec.codec) else { continue };
+                            let timestamp = original_header.timestamp.wrapping_add(subscription.timestamp_offset);
+                            let payload = &original[original_header.payload_start..original_header.payload_end];
+                            let mut out = outbox.buffer();
+                            match (payload_types.rtx_pt, slot.rtx_ssrc) {
+                                (Some(rtx_pt), Some(rtx_ssrc)) => {
+                                    // RFC 4588: the original sequence number leads the RTX payload.
+                                    slot.rtx_sequence = slot.rtx_sequence.wrapping_add(1);
+                                    write_rtp_header(
+                                        &mut out,
+                                        original_header.marker,
+                                        rtx_pt,
+                                        slot.rtx_sequence,
+                                        timestamp,
+                                        rtx_ssrc,
+                                    );
+                                    out.extend_from_slice(&lost.to_be_bytes());
+                                }
+                                _ => write_rtp_header(
+                                    &mut out,
+                                    original_header.marker,
+                                    payload_types.pt,
+                                    lost,
+                                    timestamp,
+                                    slot.ssrc,
+                                ),
+                            }
+                            out.extend_from_slice(payload);
+                            if outbound.protect_rtp(&mut out).is_err() {
+                                outbox.free.push(out);
+                                continue;
+                            }
+                            peer.counters.retransmissions_sent += 1;
+                            peer.counters.packets_sent += 1;
+                            peer.counters.bytes_sent += out.len() as u64;
+                            outbox.send(destination, out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for track in keyframe_requests {
+            self.send_keyframe_request(track, Some(peer_id), now, false);
+        }
+    }
+
+    /// Asks the publisher of `track_id` for a keyframe with a PLI, at most once per
+    /// `keyframe_request_interval_ms` unless `force` (a new subscriber must not wait).
+    fn send_keyframe_request(&mut self, track_id: TrackId, by: Option<PeerId>, now: Instant, force: bool) {
+        let interval = Duration::from_millis(self.config.keyframe_request_interval_ms);
+        let Some(track) = self.tracks.get_mut(&track_id) else { return };
+        if track.kind != MediaKind::Video {
+            return;
+        }
+        if !force && track.last_keyframe_request.is_some_and(|at| now < at + interval) {
+            return;
+        }
+        let Some(media_ssrc) = track.ssrc else { return };
+        let Some(publisher) = self.peers.get_mut(&track.publisher) else { return };
+        let (Some(outbound), Some(destination)) = (publisher.srtp_outbound.as_mut(), publisher.ice.selected()) else {
+            return;
+        };
+        track.last_keyframe_request = Some(now);
+        let mut out = self.outbox.buffer();
+        rtcp::write_pli(&mut out, publisher.rtcp_ssrc, media_ssrc);
+        if outbound.protect_rtcp(&mut out).is_err() {
+            return;
+        }
+        publisher.counters.keyframe_requests_sent += 1;
+        self.outbox.send(destination, out);
+        self.events.push_back(Event::KeyframeRequested { track: track_id, by });
+    }
+
+    /// Timers: DTLS retransmissions, consent expiry and periodic RTCP reports.
+    fn housekeeping(&mut self) {
+        let now = self.now;
+        let consent_timeout = Duration::from_millis(self.config.consent_timeout_ms);
+        // Reused so that timers, like packets, allocate nothing in steady state.
+        let mut live = std::mem::take(&mut self.live_peers_scratch);
+        live.clear();
+        live.extend(self.peers.iter().filter(|(_, p)| p.state != ConnectionState::Disconnected).map(|(id, _)| *id));
+        for &id in &live {
+            let Some(peer) = self.peers.get_mut(&id) else { continue };
+            let consent_deadline =
+                peer.ice.consent_expires_at(consent_timeout).unwrap_or(peer.created_at + consent_timeout);
+            if now >= consent_deadline {
+                self.disconnect(id, "consent_expired");
+                continue;
+            }
+            if let Some(dtls) = peer.dtls.as_mut() {
+                if dtls.poll_timeout().is_some_and(|at| now >= at) {
+                    let outcome = dtls.handle_timeout(now);
+                    self.after_dtls(id, outcome);
+                }
+            }
+            let Some(peer) = self.peers.get_mut(&id) else { continue };
+            if peer.is_connected() && now >= peer.next_report_at {
+                peer.next_report_at = now + REPORT_INTERVAL;
+                self.send_reports(id);
+            }
+        }
+        self.live_peers_scratch = live;
+    }
+
+    /// One compound RTCP packet per peer: a sender report for each stream we send it, a receiver
+    /// report for the streams it publishes, and our CNAME.
+    fn send_reports(&mut self, peer_id: PeerId) {
+        let now = self.now;
+        let Engine { peers, tracks, outbox, report_blocks, .. } = self;
+        let Some(peer) = peers.get_mut(&peer_id) else { return };
+        let Some(destination) = peer.ice.selected() else { return };
+        if peer.srtp_outbound.is_none() {
+            return;
+        }
+        let mut out = outbox.buffer();
+        let mut first_sender: Option<u32> = None;
+        for slot in &peer.slots {
+            let Some(subscription) = slot.subscription.as_ref() else { continue };
+            if !subscription.has_sent || out.len() > 1000 {
+                continue;
+            }
+            let Some(track) = tracks.get(&subscription.track) else { continue };
+            let Some(report) = track.last_sender_report else { continue };
+            // Extrapolate the publisher's NTP/RTP pair to now so the report is fresh, then map
+            // the RTP time into this subscriber's timeline; both clocks move together, so lip
+            // sync survives the rewrite.
+            let elapsed = now.saturating_duration_since(report.received_at);
+            let ntp = report.ntp.wrapping_add(duration_to_ntp(elapsed));
+            let rtp_now = report
+                .rtp_timestamp
+                .wrapping_add((elapsed.as_micros() as u64 * track.clock_rate as u64 / 1_000_000) as u32)
+                .wrapping_add(subscription.timestamp_offset);
+            rtcp::write_sender_report(&mut out, slot.ssrc, ntp, rtp_now, slot.packets_sent, slot.octets_sent, &[]);
+            first_sender.get_or_insert(slot.ssrc);
+        }
+        let blocks = report_blocks;
+        blocks.clear();
+        for track_id in peer.published_tracks() {
+            let Some(track) = tracks.get_mut(&track_id) else { continue };
+            let (Some(ssrc), true) = (track.ssrc, track.receive.has_data()) else { continue };
+            let loss = track.receive.report();
+            let (last_sr, delay_since_last_sr) = match track.last_sender_report {
+                Some(sr) => {
+                    let delay = now.saturating_duration_since(sr.received_at);
+                    ((sr.ntp >> 16) as u32, (duration_to_ntp(delay) >> 16) as u32)
+                }
+                None => (0, 0),
+            };
+            blocks.push(rtcp::ReportBlock {
+                ssrc,
+                fraction_lost: loss.fraction_lost,
+                cumulative_lost: loss.cumulative_lost,
+                extended_highest_seq: loss.extended_highest_seq,
+                jitter: loss.jitter,
+                last_sr,
+                delay_since_last_sr,
+            });
+        }
+        if !blocks.is_empty() || first_sender.is_none() {
+            for chunk in blocks.chunks(31) {
+                rtcp::write_receiver_report(&mut out, peer.rtcp_ssrc, chunk);
+            }
+            if blocks.is_empty() {
+                rtcp::write_receiver_report(&mut out, peer.rtcp_ssrc, &[]);
+            }
+        }
+        rtcp::write_sdes_cname(&mut out, first_sender.unwrap_or(peer.rtcp_ssrc), &peer.cname);
+        let Some(outbound) = peer.srtp_outbound.as_mut() else { return };
+        if outbound.protect_rtcp(&mut out).is_err() {
+            return;
+        }
+        peer.counters.packets_sent += 1;
+        peer.counters.bytes_sent += out.len() as u64;
+        outbox.send(destination, out);
+    }
+}
+
+/// The stream a subscriber's slot announces in the answer.
+fn send_stream(slot: &SendSlot, cname: &str) -> sdp::SendStream {
+    sdp::SendStream {
+        ssrc: slot.ssrc,
+        rtx_ssrc: slot.rtx_ssrc,
+        cname: cname.to_owned(),
+        stream_id: format!("conclave-{}", slot.mid),
+        track_id: format!("conclave-{}-{}", slot.kind.as_str(), slot.mid),
+    }
+}
+
+/// Codecs of the answer's m-line that the engine can forward, with their RTX payload types.
+fn payload_types_of(offered: &sdp::MediaSection, decision: &sdp::AnswerMedia) -> Vec<PayloadTypes> {
+    decision
+        .codecs
+        .iter()
+        .filter_map(|c| {
+            let codec = CodecKind::from_name(&c.name)?;
+            Some(PayloadTypes { codec, pt: c.payload_type, rtx_pt: offered.rtx_for(c.payload_type) })
+        })
+        .collect()
+}
+
+/// The primary and RTX SSRC a publisher's m-line announced (`a=ssrc-group:FID` or lone `a=ssrc`).
+fn announced_ssrcs(offered: &sdp::MediaSection) -> (Option<u32>, Option<u32>) {
+    if let Some(group) = offered.ssrc_groups.iter().find(|g| g.semantics.eq_ignore_ascii_case("FID")) {
+        return (group.ssrcs.first().copied(), group.ssrcs.get(1).copied());
+    }
+    if offered.ssrc_groups.iter().any(|g| g.semantics.eq_ignore_ascii_case("SIM")) {
+        // Simulcast by SSRC: forward the first layer until layer selection exists.
+        let first = offered.ssrc_groups.iter().find(|g| g.semantics.eq_ignore_ascii_case("SIM"));
+        return (first.and_then(|g| g.ssrcs.first().copied()), None);
+    }
+    (offered.ssrcs.first().map(|l| l.ssrc), None)
+}
+
+/// Binds an SSRC the SDP did not announce, by its MID (and RID) header extension.
+fn bind_unknown_ssrc(
+    peer: &mut Peer,
+    tracks: &mut HashMap<TrackId, Track>,
+    packet: &[u8],
+    header: &rtp::RtpHeader,
+) -> Option<IncomingStream> {
+    let mid_id = peer.mid_extension?;
+    let mut mid: Option<&[u8]> = None;
+    let mut rid: Option<&[u8]> = None;
+    let mut repaired: Option<&[u8]> = None;
+    for (id, value) in rtp::extensions(packet, header) {
+        if id == mid_id {
+            mid = Some(value);
+        } else if Some(id) == peer.rid_extension {
+            rid = Some(value);
+        } else if Some(id) == peer.repaired_rid_extension {
+            repaired = Some(value);
+        }
+    }
+    let mid = mid?;
+    let track_id = peer.media.iter().find_map(|m| match m {
+        MediaLine::Publish { mid: m, track } if m.as_bytes() == mid => Some(*track),
+        _ => None,
+    })?;
+    let track = tracks.get_mut(&track_id)?;
+    if let Some(wanted) = track.rid.as_deref() {
+        let matches = |v: Option<&[u8]>| v == Some(wanted.as_bytes());
+        if matches(repaired) {
+            track.rtx_ssrc = Some(header.ssrc);
+            peer.incoming.insert(header.ssrc, IncomingStream::Retransmission(track_id));
+            return Some(IncomingStream::Retransmission(track_id));
+        }
+        if !matches(rid) {
+            return None;
+        }
+    } else if repaired.is_some() {
+        peer.incoming.insert(header.ssrc, IncomingStream::Retransmission(track_id));
+        return Some(IncomingStream::Retransmission(track_id));
+    }
+    if track.ssrc.is_some_and(|s| s != header.ssrc) {
+        // A new SSRC for the same m-line (the sender restarted): forward it from here on.
+        if let Some(old) = track.ssrc {
+            peer.incoming.remove(&old);
+        }
+    }
+    track.ssrc = Some(header.ssrc);
+    peer.incoming.insert(header.ssrc, IncomingStream::Media(track_id));
+    Some(IncomingStream::Media(track_id))
+}
+
+fn subscribed_track(peer: &Peer, media_ssrc: u32) -> Option<TrackId> {
+    let slot = peer.slot_by_ssrc(media_ssrc)?;
+    peer.slots[slot].subscription.as_ref().map(|s| s.track)
+}
+
+/// A 12-byte RTP header with no CSRCs and no extensions: subscribers demultiplex by the SSRCs our
+/// answer announced, so the publisher's extensions (its MID among them) are not forwarded.
+fn write_rtp_header(out: &mut Vec<u8>, marker: bool, payload_type: u8, sequence: u16, timestamp: u32, ssrc: u32) {
+    out.push(0x80);
+    out.push(((marker as u8) << 7) | (payload_type & 0x7f));
+    out.extend_from_slice(&sequence.to_be_bytes());
+    out.extend_from_slice(&timestamp.to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+}
+
+/// A duration in NTP's 32.32 fixed point.
+fn duration_to_ntp(duration: Duration) -> u64 {
+    (duration.as_secs() << 32) + ((duration.subsec_nanos() as u64) << 32) / 1_000_000_000
 }

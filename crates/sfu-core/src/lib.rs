@@ -10,8 +10,20 @@
 //! network input; bad datagrams are dropped and counted in [`EngineStats`].
 
 pub mod api;
+pub mod forward;
+pub mod fuzzing;
+pub mod rtcp;
+pub mod rtp;
+pub mod sdp;
+pub mod srtp;
+pub mod stun;
+pub mod dtls;
 pub mod engine;
 pub mod error;
+pub mod ice;
+pub mod peer;
+pub mod receive_stats;
+pub mod track;
 pub mod ids;
 
 pub use api::{EngineConfig, EngineStats, Event, Input, Output, PeerStats, Subscription, Transmit};

@@ -1,0 +1,292 @@
+//! DTLS 1.2 for one peer over rtc-dtls, plus the fingerprint check and the DTLS-SRTP key export.
+//! Not the demultiplexing (engine) nor SRTP itself (`srtp`).
+
+use crate::error::SfuError;
+use bytes::BytesMut;
+use rtc_dtls::config::{ClientAuthType, ConfigBuilder, ExtendedMasterSecretType, HandshakeConfig, VerifyPeerCertificateFn};
+use rtc_dtls::crypto::Certificate;
+use rtc_dtls::crypto_provider::{default_provider, RTCCryptoProvider};
+use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
+use rtc_dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use sha2::{Digest, Sha256};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// RFC 5764 §4.2 exporter label.
+const SRTP_EXPORTER_LABEL: &str = "EXTRACTOR-dtls_srtp";
+
+/// rtc-dtls keys associations by address; the engine routes by ICE instead (the peer's address may
+/// change), so every association of a `DtlsTransport` lives under this one placeholder key.
+const ASSOCIATION_KEY: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(0, 0, 0, 1)), 9);
+
+/// The engine's certificate, shared by all peers of one engine.
+pub struct DtlsIdentity {
+    certificate: Certificate,
+    provider: Arc<dyn RTCCryptoProvider>,
+    fingerprint: String,
+}
+
+impl DtlsIdentity {
+    /// Generates a fresh ECDSA P-256 self-signed certificate (what browsers expect).
+    pub fn generate() -> Result<Self, SfuError> {
+        let provider = default_provider().map_err(|e| SfuError::Crypto(e.to_string()))?;
+        let certificate = Certificate::generate_self_signed(vec!["conclave".to_owned()], provider.crypto())
+            .map_err(|e| SfuError::Crypto(e.to_string()))?;
+        let der = certificate
+            .certificate
+            .first()
+            .ok_or_else(|| SfuError::Crypto("certificate has no DER".into()))?;
+        let fingerprint = fingerprint_hex(&Sha256::digest(der.as_ref()));
+        Ok(DtlsIdentity { certificate, provider, fingerprint })
+    }
+
+    /// Upper-case colon-separated SHA-256 of our certificate, as `a=fingerprint:sha-256` wants it.
+    pub fn fingerprint_sha256(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+/// Which side of the handshake we play, from the SDP `a=setup` exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtlsRole {
+    Client,
+    Server,
+}
+
+/// What a finished handshake hands to SRTP.
+pub struct SrtpKeys {
+    pub profile_id: u16,
+    pub material: Vec<u8>,
+    pub we_are_client: bool,
+}
+
+pub enum DtlsOutcome {
+    Nothing,
+    Connected(SrtpKeys),
+    Closed,
+    Failed(&'static str),
+}
+
+pub struct DtlsTransport {
+    endpoint: Endpoint,
+    role: DtlsRole,
+    config: Arc<HandshakeConfig>,
+    started: bool,
+    connected: bool,
+}
+
+impl DtlsTransport {
+    /// `remote_fingerprint_sha256` is the peer's `a=fingerprint:sha-256` value as bytes; a
+    /// certificate hashing to anything else fails the handshake.
+    pub fn new(identity: &DtlsIdentity, role: DtlsRole, remote_fingerprint_sha256: Vec<u8>) -> Result<Self, SfuError> {
+        let verify: VerifyPeerCertificateFn = Arc::new(move |certs: &[Vec<u8>], _| {
+            let Some(leaf) = certs.first() else {
+                return Err(rtc_shared::error::Error::ErrNonCertificate);
+            };
+            if Sha256::digest(leaf).as_slice() == remote_fingerprint_sha256.as_slice() {
+                Ok(())
+            } else {
+                Err(rtc_shared::error::Error::ErrNoMatchingCertificateFingerprint)
+            }
+        });
+        let config = ConfigBuilder::default()
+            .with_crypto_provider(identity.provider.clone())
+            .with_certificates(vec![identity.certificate.clone()])
+            .with_srtp_protection_profiles(vec![
+                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            ])
+            .with_client_auth(ClientAuthType::RequireAnyClientCert)
+            // The CA chain is meaningless for WebRTC's self-signed certificates; `verify` above
+            // checks the SDP fingerprint instead, and RequireAnyClientCert makes it mandatory.
+            .with_insecure_skip_verify(true)
+            .with_verify_peer_certificate(Some(verify))
+            .with_extended_master_secret(ExtendedMasterSecretType::Require)
+            .with_replay_protection_window(1024)
+            .with_mtu(1200)
+            .build(role == DtlsRole::Client, None)
+            .map_err(|e| SfuError::Crypto(e.to_string()))?;
+        let config = Arc::new(config);
+        let server_config = (role == DtlsRole::Server).then(|| config.clone());
+        let endpoint = Endpoint::new(
+            SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            rtc_shared::TransportProtocol::UDP,
+            server_config,
+        );
+        Ok(DtlsTransport { endpoint, role, config, started: false, connected: false })
+    }
+
+    pub fn role(&self) -> DtlsRole {
+        self.role
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// As client, sends the ClientHello once ICE has a path; as server, waits for it.
+    pub fn start(&mut self, now: Instant) -> DtlsOutcome {
+        if self.started || self.role == DtlsRole::Server {
+            return DtlsOutcome::Nothing;
+        }
+        self.started = true;
+        match self.endpoint.connect(now, ASSOCIATION_KEY, self.config.clone(), None) {
+            Ok(()) => DtlsOutcome::Nothing,
+            Err(_) => DtlsOutcome::Failed("dtls_failed"),
+        }
+    }
+
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> DtlsOutcome {
+        self.started = true;
+        let events = match self.endpoint.read(now, ASSOCIATION_KEY, None, BytesMut::from(data)) {
+            Ok(events) => events,
+            Err(e) => {
+                let text = e.to_string();
+                log::debug!("dtls read failed: {text}");
+                if text.contains("fingerprint") || text.contains("certificate") {
+                    return DtlsOutcome::Failed("fingerprint_mismatch");
+                }
+                // A bad record after the handshake is dropped; during it, the handshake is over.
+                return if self.connected { DtlsOutcome::Nothing } else { DtlsOutcome::Failed("dtls_failed") };
+            }
+        };
+        let mut outcome = DtlsOutcome::Nothing;
+        for event in events {
+            match event {
+                EndpointEvent::HandshakeComplete => {
+                    self.connected = true;
+                    outcome = match self.export_keys() {
+                        Some(keys) => DtlsOutcome::Connected(keys),
+                        None => DtlsOutcome::Failed("dtls_failed"),
+                    };
+                }
+                EndpointEvent::PeerClosed => return DtlsOutcome::Closed,
+                _ => {}
+            }
+        }
+        outcome
+    }
+
+    fn export_keys(&self) -> Option<SrtpKeys> {
+        let state = self.endpoint.get_connection_state(ASSOCIATION_KEY)?;
+        let profile_id = match state.srtp_protection_profile() {
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => 0x0007,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => 0x0001,
+            _ => return None,
+        };
+        // AEAD_AES_128_GCM: 16-byte keys, 12-byte salts; AES_CM_128: 16 and 14 (RFC 5764, RFC 7714).
+        let salt_len = if profile_id == 0x0007 { 12 } else { 14 };
+        let material = state.export_keying_material(SRTP_EXPORTER_LABEL, &[], 2 * (16 + salt_len)).ok()?;
+        Some(SrtpKeys { profile_id, material: material.as_ref().to_vec(), we_are_client: state.is_client() })
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> DtlsOutcome {
+        if let Some(at) = self.endpoint.poll_timeout(&ASSOCIATION_KEY) {
+            if now >= at && self.endpoint.handle_timeout(ASSOCIATION_KEY, now).is_err() {
+                return DtlsOutcome::Failed("dtls_failed");
+            }
+        }
+        DtlsOutcome::Nothing
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.endpoint.poll_timeout(&ASSOCIATION_KEY)
+    }
+
+    /// Next datagram the handshake wants sent.
+    pub fn poll_transmit(&mut self) -> Option<BytesMut> {
+        self.endpoint.poll_transmit().map(|t| t.message)
+    }
+
+    pub fn close(&mut self, now: Instant) {
+        self.endpoint.stop(now, ASSOCIATION_KEY);
+    }
+}
+
+/// `AB:CD:...` as SDP writes fingerprints.
+pub fn fingerprint_hex(digest: &[u8]) -> String {
+    let mut out = String::with_capacity(digest.len() * 3);
+    for (i, byte) in digest.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push_str(&format!("{byte:02X}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn decode_fingerprint(hex: &str) -> Vec<u8> {
+        hex.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
+    }
+
+    /// Shuttles datagrams between two transports until both settle; returns each side's outcome.
+    fn handshake(client: &mut DtlsTransport, server: &mut DtlsTransport) -> (Option<SrtpKeys>, Option<SrtpKeys>, Vec<&'static str>) {
+        let mut now = Instant::now();
+        let (mut client_keys, mut server_keys, mut failures) = (None, None, Vec::new());
+        let mut record = |outcome: DtlsOutcome, slot: &mut Option<SrtpKeys>, failures: &mut Vec<&'static str>| match outcome {
+            DtlsOutcome::Connected(keys) => *slot = Some(keys),
+            DtlsOutcome::Failed(why) => failures.push(why),
+            _ => {}
+        };
+        record(client.start(now), &mut client_keys, &mut failures);
+        for _ in 0..50 {
+            while let Some(datagram) = client.poll_transmit() {
+                record(server.handle_datagram(now, &datagram), &mut server_keys, &mut failures);
+            }
+            while let Some(datagram) = server.poll_transmit() {
+                record(client.handle_datagram(now, &datagram), &mut client_keys, &mut failures);
+            }
+            now += Duration::from_millis(10);
+        }
+        (client_keys, server_keys, failures)
+    }
+
+    #[test]
+    fn handshake_with_matching_fingerprints_exports_the_same_srtp_keys() {
+        let client_identity = DtlsIdentity::generate().unwrap();
+        let server_identity = DtlsIdentity::generate().unwrap();
+        let mut client = DtlsTransport::new(
+            &client_identity,
+            DtlsRole::Client,
+            decode_fingerprint(server_identity.fingerprint_sha256()),
+        )
+        .unwrap();
+        let mut server = DtlsTransport::new(
+            &server_identity,
+            DtlsRole::Server,
+            decode_fingerprint(client_identity.fingerprint_sha256()),
+        )
+        .unwrap();
+        let (client_keys, server_keys, failures) = handshake(&mut client, &mut server);
+        assert!(failures.is_empty(), "{failures:?}");
+        let (client_keys, server_keys) = (client_keys.unwrap(), server_keys.unwrap());
+        assert_eq!(client_keys.profile_id, 0x0007, "AEAD_AES_128_GCM is preferred");
+        assert_eq!(client_keys.material, server_keys.material);
+        assert!(client_keys.we_are_client && !server_keys.we_are_client);
+    }
+
+    #[test]
+    fn handshake_with_a_certificate_that_does_not_match_the_sdp_fingerprint_fails() {
+        let client_identity = DtlsIdentity::generate().unwrap();
+        let server_identity = DtlsIdentity::generate().unwrap();
+        let impostor = DtlsIdentity::generate().unwrap();
+        let mut client = DtlsTransport::new(
+            &client_identity,
+            DtlsRole::Client,
+            decode_fingerprint(server_identity.fingerprint_sha256()),
+        )
+        .unwrap();
+        let mut server =
+            DtlsTransport::new(&server_identity, DtlsRole::Server, decode_fingerprint(impostor.fingerprint_sha256()))
+                .unwrap();
+        let (_, server_keys, failures) = handshake(&mut client, &mut server);
+        assert!(server_keys.is_none());
+        assert!(!failures.is_empty());
+    }
+}

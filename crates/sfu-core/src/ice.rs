@@ -1,0 +1,125 @@
+//! ICE-lite state of one peer (RFC 8445 §2.5): which addresses passed a connectivity check, which
+//! one the controlling browser nominated, and consent freshness (RFC 7675). The STUN wire format is
+//! in `stun`; the engine glues the two.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A browser sends several candidate pairs' checks; more validated addresses than this per peer are
+/// not kept (the oldest is forgotten), so a peer cannot make the engine grow without bound.
+const MAX_VALIDATED_ADDRESSES: usize = 8;
+
+pub struct IceLite {
+    pub local_ufrag: String,
+    pub local_pwd: String,
+    pub remote_ufrag: Option<String>,
+    validated: Vec<SocketAddr>,
+    selected: Option<SocketAddr>,
+    last_consent: Option<Instant>,
+}
+
+/// What a successful binding request changed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BindingOutcome {
+    /// The address was already known and nothing changed but consent freshness.
+    Refreshed,
+    /// A new address passed a check; media from it is now accepted.
+    Validated,
+    /// The controlling side nominated this address (USE-CANDIDATE): we send to it from now on.
+    Nominated,
+}
+
+impl IceLite {
+    pub fn new(local_ufrag: String, local_pwd: String) -> Self {
+        IceLite { local_ufrag, local_pwd, remote_ufrag: None, validated: Vec::new(), selected: None, last_consent: None }
+    }
+
+    /// Records a check from `source` that passed MESSAGE-INTEGRITY.
+    pub fn on_binding_request(&mut self, source: SocketAddr, use_candidate: bool, now: Instant) -> BindingOutcome {
+        self.last_consent = Some(now);
+        let newly_validated = if self.validated.contains(&source) {
+            false
+        } else {
+            if self.validated.len() == MAX_VALIDATED_ADDRESSES {
+                self.validated.remove(0);
+            }
+            self.validated.push(source);
+            true
+        };
+        // A browser that never nominates still gets media on the first working path.
+        if (use_candidate || self.selected.is_none()) && self.selected != Some(source) {
+            self.selected = Some(source);
+            return BindingOutcome::Nominated;
+        }
+        if newly_validated {
+            BindingOutcome::Validated
+        } else {
+            BindingOutcome::Refreshed
+        }
+    }
+
+    pub fn is_validated(&self, address: &SocketAddr) -> bool {
+        self.validated.contains(address)
+    }
+
+    pub fn validated_addresses(&self) -> &[SocketAddr] {
+        &self.validated
+    }
+
+    /// Where to send: the nominated address.
+    pub fn selected(&self) -> Option<SocketAddr> {
+        self.selected
+    }
+
+    /// RFC 7675: without a successful check for `timeout`, consent is gone.
+    pub fn consent_expires_at(&self, timeout: Duration) -> Option<Instant> {
+        self.last_consent.map(|at| at + timeout)
+    }
+
+    /// Forgets every path (ICE restart).
+    pub fn restart(&mut self, local_ufrag: String, local_pwd: String) {
+        *self = IceLite::new(local_ufrag, local_pwd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn the_first_checked_address_is_selected_until_another_is_nominated() {
+        let now = Instant::now();
+        let mut ice = IceLite::new("u".into(), "p".into());
+        assert_eq!(ice.on_binding_request(addr(1), false, now), BindingOutcome::Nominated);
+        assert_eq!(ice.on_binding_request(addr(2), false, now), BindingOutcome::Validated);
+        assert_eq!(ice.selected(), Some(addr(1)));
+        assert_eq!(ice.on_binding_request(addr(2), true, now), BindingOutcome::Nominated);
+        assert_eq!(ice.selected(), Some(addr(2)));
+        assert_eq!(ice.on_binding_request(addr(2), true, now), BindingOutcome::Refreshed);
+    }
+
+    #[test]
+    fn unchecked_addresses_are_not_validated_and_the_list_is_bounded() {
+        let now = Instant::now();
+        let mut ice = IceLite::new("u".into(), "p".into());
+        assert!(!ice.is_validated(&addr(9)));
+        for port in 0..20 {
+            ice.on_binding_request(addr(port), false, now);
+        }
+        assert_eq!(ice.validated_addresses().len(), MAX_VALIDATED_ADDRESSES);
+        assert!(ice.is_validated(&addr(19)) && !ice.is_validated(&addr(0)));
+    }
+
+    #[test]
+    fn consent_expires_thirty_seconds_after_the_last_check() {
+        let now = Instant::now();
+        let mut ice = IceLite::new("u".into(), "p".into());
+        assert_eq!(ice.consent_expires_at(Duration::from_secs(30)), None);
+        ice.on_binding_request(addr(1), true, now);
+        assert_eq!(ice.consent_expires_at(Duration::from_secs(30)), Some(now + Duration::from_secs(30)));
+    }
+}

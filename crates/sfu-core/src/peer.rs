@@ -1,0 +1,156 @@
+//! One peer's state: its ICE-lite and DTLS transport, SRTP contexts, and what each of its
+//! m-lines does (publishes a track, or is a slot that sends a subscribed track to it).
+
+use crate::dtls::DtlsTransport;
+use crate::forward::SequenceRewriter;
+use crate::ice::IceLite;
+use crate::ids::{MediaKind, PeerId, TrackId};
+use crate::srtp::SrtpContext;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// The codecs the engine forwards; a track's packets keep their codec, only the payload type
+/// number changes per subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodecKind {
+    Opus,
+    Vp8,
+    H264,
+}
+
+impl CodecKind {
+    pub fn from_name(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("opus") {
+            Some(CodecKind::Opus)
+        } else if name.eq_ignore_ascii_case("vp8") {
+            Some(CodecKind::Vp8)
+        } else if name.eq_ignore_ascii_case("h264") {
+            Some(CodecKind::H264)
+        } else {
+            None
+        }
+    }
+
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            CodecKind::Opus => 48_000,
+            CodecKind::Vp8 | CodecKind::H264 => 90_000,
+        }
+    }
+}
+
+/// Payload types one m-line negotiated for a codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadTypes {
+    pub codec: CodecKind,
+    pub pt: u8,
+    pub rtx_pt: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    New,
+    Connected,
+    Disconnected,
+}
+
+/// An incoming SSRC of a publisher, and which track it feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncomingStream {
+    Media(TrackId),
+    Retransmission(TrackId),
+}
+
+/// What the subscriber's slot carries right now.
+pub struct SlotSubscription {
+    pub track: TrackId,
+    pub rewriter: SequenceRewriter,
+    /// Video starts at a keyframe so the first frame the subscriber decodes is whole.
+    pub waiting_for_keyframe: bool,
+    /// Output timestamp minus input timestamp (mod 2^32) of the last forwarded packet: maps the
+    /// publisher's sender reports into this stream's timeline.
+    pub timestamp_offset: u32,
+    pub has_sent: bool,
+}
+
+/// A recvonly m-line of the browser: we send one subscribed track into it.
+pub struct SendSlot {
+    pub mid: String,
+    pub kind: MediaKind,
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
+    pub payload_types: Vec<PayloadTypes>,
+    pub subscription: Option<SlotSubscription>,
+    pub rtx_sequence: u16,
+    pub packets_sent: u32,
+    pub octets_sent: u32,
+}
+
+impl SendSlot {
+    pub fn payload_types_for(&self, codec: CodecKind) -> Option<PayloadTypes> {
+        self.payload_types.iter().copied().find(|p| p.codec == codec)
+    }
+}
+
+/// One accepted or rejected m-line, in offer order.
+pub enum MediaLine {
+    Publish { mid: String, track: TrackId },
+    Send { slot: usize },
+    Rejected { mid: String },
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PeerCounters {
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub nacks_received: u64,
+    pub retransmissions_sent: u64,
+    pub keyframe_requests_sent: u64,
+}
+
+pub struct Peer {
+    pub id: PeerId,
+    pub ice: IceLite,
+    pub dtls: Option<DtlsTransport>,
+    pub remote_fingerprint: Option<Vec<u8>>,
+    pub srtp_outbound: Option<SrtpContext>,
+    pub srtp_inbound: Option<SrtpContext>,
+    pub state: ConnectionState,
+    pub media: Vec<MediaLine>,
+    pub slots: Vec<SendSlot>,
+    pub incoming: HashMap<u32, IncomingStream>,
+    /// RTP header extension ids this peer negotiated (same for every m-line under BUNDLE).
+    pub mid_extension: Option<u8>,
+    pub rid_extension: Option<u8>,
+    pub repaired_rid_extension: Option<u8>,
+    /// SSRC we use as the sender of RTCP feedback (PLI, receiver reports) to this peer.
+    pub rtcp_ssrc: u32,
+    pub cname: String,
+    pub counters: PeerCounters,
+    pub next_report_at: Instant,
+    pub created_at: Instant,
+}
+
+impl Peer {
+    pub fn destination(&self) -> Option<SocketAddr> {
+        self.ice.selected()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.state == ConnectionState::Connected
+    }
+
+    pub fn slot_by_ssrc(&self, ssrc: u32) -> Option<usize> {
+        self.slots.iter().position(|s| s.ssrc == ssrc)
+    }
+
+    pub fn published_tracks(&self) -> impl Iterator<Item = TrackId> + '_ {
+        self.media.iter().filter_map(|m| match m {
+            MediaLine::Publish { track, .. } => Some(*track),
+            _ => None,
+        })
+    }
+}
