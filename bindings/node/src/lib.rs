@@ -1,1 +1,270 @@
-//! placeholder
+//! The `@conclave/media` Node.js addon: `MediaWorker` over one sfu-driver worker.
+//! Converts JS values to commands and results and events back to JS; decides nothing.
+//!
+//! Every async method returns a promise settled through the worker's one ordered delivery queue
+//! (see `delivery`), so a command's reply reaches JS before any event that command caused.
+//! Nothing here blocks Node's event loop: commands are queued to the worker thread and answered
+//! through that queue.
+
+mod delivery;
+mod error;
+mod objects;
+
+use crate::delivery::{promise, settle_now, Deliveries};
+use crate::error::{ErrorCode, Failure};
+use crate::objects::{MediaEvent, PeerStats, SubscriptionInfo, WorkerOptions, WorkerStats};
+use napi::bindgen_prelude::*;
+use napi::JsValue;
+use napi_derive::napi;
+use sfu_core::{PeerId, TrackId};
+use sfu_driver::{Command, Reply, Worker, WorkerConfig, WorkerEvent, WorkerHandle};
+use std::net::{IpAddr, SocketAddr};
+
+/// Set to "1" when a worker starts to give it `injectPanic()`.
+const FAULT_INJECTION_ENV: &str = "CONCLAVE_FAULT_INJECTION";
+
+/// One media worker: a UDP port and the thread that serves it.
+#[napi]
+pub struct MediaWorker {
+    /// `None` once closed.
+    handle: Option<WorkerHandle>,
+    /// The JS side's share of the delivery queue; `None` once closed.
+    deliveries: Option<Deliveries>,
+    port: u32,
+    /// The fingerprint when the worker was closed.
+    closed_fingerprint: String,
+}
+
+#[napi]
+impl MediaWorker {
+    /// Binds the socket and starts the worker thread. `onEvents` gets batches (arrays) of events.
+    ///
+    /// Throws with code `invalid_argument` (bad options), `bind_failed` or `crypto_failure`.
+    #[napi(
+        factory,
+        ts_args_type = "options: WorkerOptions, onEvents: (err: Error | null, events: MediaEvent[]) => void"
+    )]
+    pub fn start(
+        env: &Env,
+        options: WorkerOptions,
+        on_events: Function<'_>,
+    ) -> Result<Self, ErrorCode> {
+        let config = worker_config(&options).map_err(Failure::into_napi)?;
+        let deliveries =
+            Deliveries::new(env, on_events.raw()).map_err(|e| Failure::from(e).into_napi())?;
+        let events = deliveries.clone();
+        let on_worker_events = move |batch: Vec<WorkerEvent>| {
+            events.events(batch.into_iter().map(MediaEvent::from).collect())
+        };
+        let handle =
+            Worker::start(config, on_worker_events).map_err(|e| Failure::from(e).into_napi())?;
+        Ok(MediaWorker {
+            port: u32::from(handle.local_addr().port()),
+            handle: Some(handle),
+            deliveries: Some(deliveries),
+            closed_fingerprint: String::new(),
+        })
+    }
+
+    /// The bound UDP port.
+    #[napi(getter)]
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
+    /// The DTLS certificate fingerprint put in answers, "sha-256 AB:CD:...".
+    #[napi(getter)]
+    pub fn fingerprint(&self) -> String {
+        match &self.handle {
+            Some(handle) => handle.fingerprint(),
+            None => self.closed_fingerprint.clone(),
+        }
+    }
+
+    /// Resolves with the new peer's id.
+    #[napi]
+    pub fn create_peer<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, u32>> {
+        self.command(
+            env,
+            Ok(|reply| Command::CreatePeer { reply }),
+            |peer: PeerId| peer.0,
+        )
+    }
+
+    /// Resolves with the answer SDP.
+    #[napi]
+    pub fn apply_offer<'env>(
+        &self,
+        env: &'env Env,
+        peer_id: f64,
+        sdp: String,
+    ) -> Result<PromiseRaw<'env, String>> {
+        let command =
+            peer(peer_id).map(|peer| move |reply| Command::ApplyOffer { peer, sdp, reply });
+        self.command(env, command, |answer| answer)
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close_peer<'env>(&self, env: &'env Env, peer_id: f64) -> Result<PromiseRaw<'env, ()>> {
+        let command = peer(peer_id).map(|peer| move |reply| Command::ClosePeer { peer, reply });
+        self.command(env, command, |()| ())
+    }
+
+    #[napi]
+    pub fn subscribe<'env>(
+        &self,
+        env: &'env Env,
+        peer_id: f64,
+        track_id: f64,
+    ) -> Result<PromiseRaw<'env, SubscriptionInfo>> {
+        let command = peer(peer_id)
+            .and_then(|peer| Ok((peer, track(track_id)?)))
+            .map(|(peer, track)| move |reply| Command::Subscribe { peer, track, reply });
+        self.command(env, command, SubscriptionInfo::from)
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn unsubscribe<'env>(
+        &self,
+        env: &'env Env,
+        peer_id: f64,
+        track_id: f64,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let command = peer(peer_id)
+            .and_then(|peer| Ok((peer, track(track_id)?)))
+            .map(|(peer, track)| move |reply| Command::Unsubscribe { peer, track, reply });
+        self.command(env, command, |()| ())
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn request_keyframe<'env>(
+        &self,
+        env: &'env Env,
+        track_id: f64,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let command =
+            track(track_id).map(|track| move |reply| Command::RequestKeyframe { track, reply });
+        self.command(env, command, |()| ())
+    }
+
+    #[napi]
+    pub fn peer_stats<'env>(
+        &self,
+        env: &'env Env,
+        peer_id: f64,
+    ) -> Result<PromiseRaw<'env, PeerStats>> {
+        let peer = peer(peer_id);
+        let command = peer
+            .clone()
+            .map(|peer| move |reply| Command::PeerStats { peer, reply });
+        let peer_id = peer.map(|peer| peer.0).unwrap_or_default();
+        self.command(env, command, move |stats| PeerStats::new(peer_id, stats))
+    }
+
+    #[napi]
+    pub fn stats<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, WorkerStats>> {
+        self.command(env, Ok(|reply| Command::Stats { reply }), WorkerStats::from)
+    }
+
+    /// Tests only: panics the worker thread, which restarts (a `worker-restarted` event, then
+    /// `peer-disconnected` for every peer). Rejects with `worker_restarted`, or with
+    /// `invalid_state` unless `CONCLAVE_FAULT_INJECTION=1` was set when the worker started.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn inject_panic<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+        self.command(env, Ok(|reply| Command::InjectPanic { reply }), |()| ())
+    }
+
+    /// Stops the thread and closes the socket; pending calls reject with code "worker_closed".
+    /// Resolves once the socket is closed. Closing again resolves at once.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&mut self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+        let (deferred, promise) = promise(env)?;
+        match (self.handle.take(), self.deliveries.take()) {
+            (Some(handle), Some(deliveries)) => {
+                self.closed_fingerprint = handle.fingerprint();
+                handle.close(Reply::new(move |result| {
+                    deliveries.settle(deferred, result.map_err(Failure::from))
+                }));
+            }
+            _ => settle_now(env, deferred, Ok(())),
+        }
+        Ok(promise)
+    }
+}
+
+impl MediaWorker {
+    /// Sends a command whose reply settles the returned promise (through the ordered queue);
+    /// a bad argument or a closed worker rejects it without reaching the worker.
+    fn command<'env, T, J>(
+        &self,
+        env: &'env Env,
+        command: std::result::Result<impl FnOnce(Reply<T>) -> Command, Failure>,
+        to_js: impl FnOnce(T) -> J + Send + 'static,
+    ) -> Result<PromiseRaw<'env, J>>
+    where
+        T: Send + 'static,
+        J: ToNapiValue + Send + 'static,
+    {
+        let (deferred, promise) = promise(env)?;
+        match (command, &self.handle, &self.deliveries) {
+            (Ok(command), Some(handle), Some(deliveries)) => {
+                let deliveries = deliveries.clone();
+                let reply = Reply::new(move |result: std::result::Result<T, _>| {
+                    deliveries.settle(deferred, result.map(to_js).map_err(Failure::from))
+                });
+                handle.send(command(reply));
+            }
+            (Err(failure), _, _) => settle_now::<J>(env, deferred, Err(failure)),
+            (Ok(_), _, _) => settle_now::<J>(env, deferred, Err(Failure::worker_closed())),
+        }
+        Ok(promise)
+    }
+}
+
+fn worker_config(options: &WorkerOptions) -> std::result::Result<WorkerConfig, Failure> {
+    let bind_ip = parse_ip(
+        options.bind_address.as_deref().unwrap_or("0.0.0.0"),
+        "bindAddress",
+    )?;
+    let announced_ip = parse_ip(&options.announced_address, "announcedAddress")?;
+    let port = port(options.port, "port")?;
+    let mut config = WorkerConfig::new(SocketAddr::new(bind_ip, port), announced_ip);
+    if let Some(announced_port) = options.announced_port {
+        // Port 0 keeps the default: the bound port.
+        config
+            .engine
+            .announced_addr
+            .set_port(self::port(announced_port, "announcedPort")?);
+    }
+    config.fault_injection = std::env::var(FAULT_INJECTION_ENV).is_ok_and(|value| value == "1");
+    Ok(config)
+}
+
+fn parse_ip(text: &str, what: &str) -> std::result::Result<IpAddr, Failure> {
+    text.parse().map_err(|_| {
+        Failure::invalid_argument(format!("{what} must be an IP address, got {text:?}"))
+    })
+}
+
+fn port(value: f64, what: &str) -> std::result::Result<u16, Failure> {
+    integer(value, what, u16::MAX.into()).map(|port| port as u16)
+}
+
+fn peer(value: f64) -> std::result::Result<PeerId, Failure> {
+    integer(value, "peerId", u32::MAX.into()).map(|id| PeerId(id as u32))
+}
+
+fn track(value: f64) -> std::result::Result<TrackId, Failure> {
+    integer(value, "trackId", u32::MAX.into()).map(|id| TrackId(id as u32))
+}
+
+/// JS numbers are doubles: take only whole numbers in `0..=max`.
+fn integer(value: f64, what: &str, max: f64) -> std::result::Result<f64, Failure> {
+    if value.fract() == 0.0 && (0.0..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Failure::invalid_argument(format!(
+            "{what} must be a whole number from 0 to {max}, got {value}"
+        )))
+    }
+}

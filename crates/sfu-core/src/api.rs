@@ -103,6 +103,9 @@ pub struct EngineConfig {
     pub nack_cache_packets: usize,
     /// Seed for every random number the engine draws (ICE credentials, SSRCs); tests fix it.
     pub seed: u64,
+    /// First peer and track id handed out. A replacement engine starts above its predecessor's
+    /// [`crate::Engine::id_watermark`] so that ids the control plane still holds never collide.
+    pub first_id: u32,
 }
 
 impl EngineConfig {
@@ -113,6 +116,7 @@ impl EngineConfig {
             keyframe_request_interval_ms: 500,
             nack_cache_packets: 1024,
             seed: 0x5eed_c0c1_a7e5_0001,
+            first_id: 1,
         }
     }
 }

@@ -87,6 +87,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: EngineConfig, now: Instant) -> Result<Self, SfuError> {
         let identity = DtlsIdentity::generate()?;
+        let first_id = config.first_id.max(1);
         let rng = ChaCha20Rng::seed_from_u64(config.seed);
         Ok(Engine {
             config,
@@ -98,8 +99,8 @@ impl Engine {
             tracks: HashMap::new(),
             by_address: HashMap::with_capacity(1024),
             by_ufrag: HashMap::new(),
-            next_peer: 1,
-            next_track: 1,
+            next_peer: first_id,
+            next_track: first_id,
             outbox: Outbox::default(),
             events: VecDeque::new(),
             scratch: Vec::with_capacity(BUFFER_CAPACITY),
@@ -118,6 +119,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// One above every peer and track id this engine has handed out.
+    pub fn id_watermark(&self) -> u32 {
+        self.next_peer.max(self.next_track)
     }
 
     fn random_string(&mut self, len: usize) -> String {
@@ -459,7 +465,6 @@ impl Engine {
             track: track_id,
             rewriter: SequenceRewriter::new(initial_sequence, initial_timestamp),
             waiting_for_keyframe: kind == MediaKind::Video,
-            timestamp_offset: 0,
             has_sent: false,
         });
         let result = Subscription { mid: slot.mid.clone(), ssrc: slot.ssrc };
@@ -776,7 +781,6 @@ impl Engine {
             let Some((sequence, timestamp)) = subscription.rewriter.rewrite(header.sequence, header.timestamp, now_ticks) else {
                 continue;
             };
-            subscription.timestamp_offset = timestamp.wrapping_sub(header.timestamp);
             subscription.has_sent = true;
             let mut out = outbox.buffer();
             write_rtp_header(&mut out, header.marker, payload_types.pt, sequence, timestamp, slot.ssrc);
@@ -866,7 +870,8 @@ impl Engine {
                             let Ok(original_header) = rtp::parse_rtp(original) else { continue };
                             let Some(codec) = track.codec_of(original_header.payload_type) else { continue };
                             let Some(payload_types) = slot.payload_types_for(codec.codec) else { continue };
-                            let timestamp = original_header.timestamp.wrapping_add(subscription.timestamp_offset);
+                            let Some(offset) = subscription.rewriter.timestamp_offset() else { continue };
+                            let timestamp = original_header.timestamp.wrapping_add(offset);
                             let payload = &original[original_header.payload_start..original_header.payload_end];
                             let mut out = outbox.buffer();
                             match (payload_types.rtx_pt, slot.rtx_ssrc) {
@@ -989,6 +994,7 @@ impl Engine {
             }
             let Some(track) = tracks.get(&subscription.track) else { continue };
             let Some(report) = track.last_sender_report else { continue };
+            let Some(timestamp_offset) = subscription.rewriter.timestamp_offset() else { continue };
             // Extrapolate the publisher's NTP/RTP pair to now so the report is fresh, then map
             // the RTP time into this subscriber's timeline; both clocks move together, so lip
             // sync survives the rewrite.
@@ -997,7 +1003,7 @@ impl Engine {
             let rtp_now = report
                 .rtp_timestamp
                 .wrapping_add((elapsed.as_micros() as u64 * track.clock_rate as u64 / 1_000_000) as u32)
-                .wrapping_add(subscription.timestamp_offset);
+                .wrapping_add(timestamp_offset);
             rtcp::write_sender_report(&mut out, slot.ssrc, ntp, rtp_now, slot.packets_sent, slot.octets_sent, &[]);
             first_sender.get_or_insert(slot.ssrc);
         }

@@ -68,9 +68,6 @@ pub struct SlotSubscription {
     pub rewriter: SequenceRewriter,
     /// Video starts at a keyframe so the first frame the subscriber decodes is whole.
     pub waiting_for_keyframe: bool,
-    /// Output timestamp minus input timestamp (mod 2^32) of the last forwarded packet: maps the
-    /// publisher's sender reports into this stream's timeline.
-    pub timestamp_offset: u32,
     pub has_sent: bool,
 }
 

@@ -190,7 +190,8 @@ impl SequenceRewriter {
         }
     }
 
-    /// Maps an incoming `(seq, ts)` of the current source to the outgoing stream, or `None` if
+    /// Maps an incoming `(seq, ts)` of the current source to the outgoing stream (a duplicate maps
+    /// where the original did), or `None` if
     /// the packet must not be sent: it was dropped before, predates the last switch, is older than
     /// [`REORDER_WINDOW`], or is the first after a jump too large to be loss (RFC 3550 A.1: the
     /// next sequential packet confirms a restart and continues the output like a switch).

@@ -1,4 +1,4 @@
-//! What we accept from an offered m-line, and the answer's text. Codec and header-extension policy lives here; transport state does not.
+//! What we accept from an offered m-line, and the answer's text. Codec policy; no transport state.
 
 use super::parse::{digits, is_token};
 use super::{Codec, Direction, Extmap, MediaSection, SdpMediaKind, SessionDescription, Setup};
@@ -24,7 +24,8 @@ const PREFERRED_H264_PROFILE: &str = "42e01f";
 /// We never answer `a=extmap-allow-mixed`, so only one-byte header ids (RFC 8285 §4.2) are usable.
 const MAX_ONE_BYTE_EXTMAP_ID: u8 = 14;
 
-/// RFC 8445 §5.1.2.1 priority of a host candidate: type preference 126, local preference 65535, component 1.
+/// RFC 8445 §5.1.2.1 priority of a host candidate: type preference 126, local preference
+/// 65535, component 1.
 const HOST_CANDIDATE_PRIORITY: u32 = 2_130_706_431;
 
 /// Our side of the transport, the same for every m-line (everything is bundled).
@@ -508,10 +509,17 @@ mod tests {
     use super::super::parse;
     use super::*;
 
-    fn section(media: &str) -> MediaSection {
+    fn offer(media: &str) -> SessionDescription {
         let sdp = format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n{media}");
-        parse(&sdp).expect("parses").media.remove(0)
+        parse(&sdp).expect("parses")
     }
+
+    fn section(media: &str) -> MediaSection {
+        offer(media).media.remove(0)
+    }
+
+    const OPUS_RECVONLY: &str =
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\na=rtpmap:111 opus/48000/2\r\n";
 
     fn pts(answer: &AnswerMedia) -> Vec<u8> {
         answer.codecs.iter().map(|c| c.payload_type).collect()
@@ -602,7 +610,7 @@ mod tests {
 
     #[test]
     fn engine_strings_cannot_break_lines() {
-        let offer = parse("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\na=rtpmap:111 opus/48000/2\r\n").expect("parses");
+        let offer = offer(OPUS_RECVONLY);
         let mut answer = select_media(&offer.media[0]);
         answer.send = Some(SendStream {
             ssrc: 1,
@@ -631,7 +639,7 @@ mod tests {
 
     #[test]
     fn offered_m_lines_without_a_decision_are_rejected_in_place() {
-        let offer = parse("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n").expect("parses");
+        let offer = offer(OPUS_RECVONLY);
         let local = LocalTransport {
             ice_ufrag: "ufra".into(),
             ice_pwd: "pwdpwdpwdpwdpwdpwdpwdpwd".into(),

@@ -1,4 +1,4 @@
-//! SDP for an ICE-lite answerer: parses browser offers and writes our answers. Text only; no ICE, DTLS or stream state.
+//! SDP for an ICE-lite answerer: browser offers in, our answers out. Text only; no ICE or DTLS state.
 //!
 //! The SFU always answers. [`parse`] reads an offer into a [`SessionDescription`] and rejects
 //! malformed text with an [`SdpError`] naming the line; [`validate_offer`] checks what the engine
@@ -19,7 +19,7 @@ pub use answer::{
 pub use parse::parse;
 
 /// Offers longer than this are refused before parsing. A Chromium offer with 100 video
-/// transceivers is about 400 KiB.
+/// transceivers is roughly 450 KiB.
 pub const MAX_SDP_BYTES: usize = 1024 * 1024;
 
 /// Fingerprint algorithms the DTLS layer can verify; [`validate_offer`] requires one of them.
@@ -298,7 +298,8 @@ pub struct MediaSection {
     pub simulcast: Option<Simulcast>,
     pub rtcp_mux: bool,
     pub rtcp_rsize: bool,
-    /// `a=bundle-only` (RFC 8843): with port 0 it means "accept me inside the BUNDLE", not "rejected".
+    /// `a=bundle-only` (RFC 8843): with port 0 it means "accept me inside the BUNDLE", not
+    /// "rejected".
     pub bundle_only: bool,
     /// These four are effective values: the section's own, else the session-level one.
     pub ice_ufrag: Option<String>,
@@ -375,31 +376,41 @@ impl SessionDescription {
         self.media_by_mid(self.bundle.first()?)
     }
 
-    /// ICE credentials: those of the first bundled section, else the session-level pair.
+    /// The first of: the BUNDLE-tagged section's value, the session-level value, the first
+    /// section's value (so an offer without BUNDLE still reports what it has).
+    fn effective<'a, T>(
+        &'a self,
+        pick: impl Fn(&'a MediaSection) -> Option<T>,
+        session: Option<T>,
+    ) -> Option<T> {
+        self.bundle_tag()
+            .and_then(&pick)
+            .or(session)
+            .or_else(|| self.media.iter().find_map(&pick))
+    }
+
+    /// ICE credentials: those of the first bundled section, else the session-level pair, else
+    /// the first section's.
     pub fn ice_credentials(&self) -> Option<(&str, &str)> {
-        if let Some(section) = self.bundle_tag() {
-            if let (Some(ufrag), Some(pwd)) = (&section.ice_ufrag, &section.ice_pwd) {
-                return Some((ufrag, pwd));
-            }
-        }
-        match (&self.ice_ufrag, &self.ice_pwd) {
-            (Some(ufrag), Some(pwd)) => Some((ufrag, pwd)),
-            _ => None,
-        }
+        self.effective(
+            |section| Some((section.ice_ufrag.as_deref()?, section.ice_pwd.as_deref()?)),
+            self.ice_ufrag.as_deref().zip(self.ice_pwd.as_deref()),
+        )
     }
 
-    /// The fingerprint of the first bundled section, else the session-level one.
+    /// The fingerprint of the first bundled section, else the session-level one, else the first
+    /// section's.
     pub fn effective_fingerprint(&self) -> Option<&Fingerprint> {
-        self.bundle_tag()
-            .and_then(|section| section.fingerprint.as_ref())
-            .or(self.fingerprint.as_ref())
+        self.effective(
+            |section| section.fingerprint.as_ref(),
+            self.fingerprint.as_ref(),
+        )
     }
 
-    /// The setup of the first bundled section, else the session-level one.
+    /// The setup of the first bundled section, else the session-level one, else the first
+    /// section's.
     pub fn effective_setup(&self) -> Option<Setup> {
-        self.bundle_tag()
-            .and_then(|section| section.setup)
-            .or(self.setup)
+        self.effective(|section| section.setup, self.setup)
     }
 }
 

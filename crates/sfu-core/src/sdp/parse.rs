@@ -1,4 +1,4 @@
-//! The SDP text parser (RFC 8866 plus the attributes WebRTC offers use). Syntax and per-line rules only; what we answer is decided in `answer`.
+//! SDP text parser (RFC 8866 and the attributes WebRTC uses). Syntax and per-line rules; no answer policy.
 
 use super::{
     Codec, Direction, Extmap, Fingerprint, MediaSection, Rid, SdpError, SdpMediaKind,
@@ -12,6 +12,8 @@ const MAX_MEDIA_SECTIONS: usize = 1024;
 /// Browsers send five or six; `a=rtcp-fb:*` lines count for every payload type, so this bounds
 /// how much one short line can make us allocate.
 const MAX_RTCP_FB_PER_CODEC: usize = 32;
+/// Far more than any browser sends; bounds the a=rid and a=simulcast work per m-line.
+const MAX_RIDS: usize = 32;
 /// Payload types from here up have no static meaning and need an rtpmap (RFC 3551 assigns 0..=34;
 /// Chromium uses 35..=63 as dynamic once 96..=127 are used up).
 const FIRST_DYNAMIC_PT: u8 = 35;
@@ -30,8 +32,8 @@ pub fn parse(sdp: &str) -> Result<SessionDescription, SdpError> {
     let mut number = 0;
     while !rest.is_empty() {
         number += 1;
-        // RFC 8866's grammar ends every line, the last included, with a line ending; without one the
-        // text was cut short (SDP has no length field to tell us otherwise).
+        // RFC 8866's grammar ends every line, the last included, with a line ending; without
+        // one the text was cut short (SDP has no length field to tell us otherwise).
         let Some(end) = rest.find('\n') else {
             return Err(SdpError::Truncated { line: number });
         };
@@ -54,7 +56,9 @@ pub(super) fn digits<T: FromStr>(text: &str) -> Option<T> {
 pub(super) fn is_token(text: &str) -> bool {
     !text.is_empty()
         && text.bytes().all(|b| {
-            matches!(b, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'0'..=b'9' | b'A'..=b'Z' | b'^'..=b'~')
+            matches!(b, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.')
+                || b.is_ascii_alphanumeric()
+                || (b'^'..=b'~').contains(&b)
         })
 }
 
@@ -273,11 +277,18 @@ impl Parser {
             return Err(invalid(number, "only one a=group:BUNDLE is supported"));
         }
         let mut mids: Vec<String> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for mid in fields {
+            if mids.len() == MAX_MEDIA_SECTIONS {
+                return Err(invalid(
+                    number,
+                    format!("a=group:BUNDLE lists more than {MAX_MEDIA_SECTIONS} mids"),
+                ));
+            }
             if !is_token(mid) {
                 return Err(syntax(number, format!("{mid:?} is not a valid mid")));
             }
-            if mids.iter().any(|m| m == mid) {
+            if !seen.insert(mid) {
                 return Err(invalid(
                     number,
                     format!("a=group:BUNDLE lists mid {mid} twice"),
@@ -408,6 +419,12 @@ impl Parser {
             }
             "rid" => {
                 let rid = rid(number, required(number, name, arg)?)?;
+                if media.rids.len() == MAX_RIDS {
+                    return Err(invalid(
+                        number,
+                        format!("more than {MAX_RIDS} a=rid lines in one m-line"),
+                    ));
+                }
                 if media.rids.iter().any(|r| r.id == rid.id) {
                     return Err(invalid(number, format!("rid {} is declared twice", rid.id)));
                 }
@@ -815,6 +832,9 @@ fn add_fingerprint(
                 format!("fingerprint byte {pair:?} is not two hex digits"),
             ));
         };
+        if value.len() == 64 {
+            return Err(invalid(number, "a fingerprint longer than 64 bytes"));
+        }
         value.push(byte);
     }
     let expected = match algorithm.as_str() {
@@ -834,9 +854,6 @@ fn add_fingerprint(
                 value.len()
             ),
         ));
-    }
-    if value.len() > 64 {
-        return Err(invalid(number, "a fingerprint longer than 64 bytes"));
     }
     let replace = match slot {
         None => true,
@@ -1000,6 +1017,12 @@ fn simulcast(number: usize, arg: &str) -> Result<Simulcast, SdpError> {
                     return Err(syntax(
                         number,
                         format!("{alternative:?} is not a rid in a=simulcast"),
+                    ));
+                }
+                if rids.len() == MAX_RIDS {
+                    return Err(invalid(
+                        number,
+                        format!("a=simulcast lists more than {MAX_RIDS} rids"),
                     ));
                 }
                 if rids.contains(&id) {
@@ -1210,6 +1233,24 @@ mod tests {
             sdp.push_str("a=rtcp-fb:* nack\r\n");
         }
         assert!(line_error(&sdp).1.contains("rtcp-fb"));
+    }
+
+    #[test]
+    fn long_lists_in_one_line_are_bounded_not_quadratic() {
+        let rids: Vec<String> = (0..100_000).map(|i| format!("r{i}")).collect();
+        let sdp = offer(&format!(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=simulcast:send {}\r\n",
+            rids.join(";")
+        ));
+        assert!(line_error(&sdp).1.contains("more than 32 rids"));
+        let mids: Vec<String> = (0..100_000).map(|i| format!("m{i}")).collect();
+        let sdp = offer(&format!("a=group:BUNDLE {}\r\n", mids.join(" ")));
+        assert!(line_error(&sdp).1.contains("more than 1024 mids"));
+        let sdp = offer(&format!(
+            "a=fingerprint:sha-512 {}\r\n",
+            ["AB"; 100_000].join(":")
+        ));
+        assert!(line_error(&sdp).1.contains("longer than 64 bytes"));
     }
 
     #[test]

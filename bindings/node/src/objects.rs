@@ -1,0 +1,199 @@
+//! The plain objects JS passes in and gets back, and their conversions from the driver's types.
+
+use napi_derive::napi;
+use sfu_core::{EngineStats, Event, PeerStats as CorePeerStats, Subscription};
+use sfu_driver::{WorkerEvent, WorkerStats as DriverWorkerStats};
+
+#[napi(object)]
+pub struct WorkerOptions {
+    /// UDP port to bind; 0 picks a free one.
+    pub port: f64,
+    /// Address to bind, default "0.0.0.0".
+    pub bind_address: Option<String>,
+    /// IP put in answers' ICE candidate, e.g. "127.0.0.1".
+    pub announced_address: String,
+    /// Port put in answers, default the bound port.
+    pub announced_port: Option<f64>,
+}
+
+/// One flat object per event; `type` tells which fields are set.
+#[napi(object, object_from_js = false)]
+pub struct MediaEvent {
+    #[napi(
+        js_name = "type",
+        ts_type = "'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'worker-restarted'"
+    )]
+    pub kind_of_event: String,
+    pub peer_id: Option<u32>,
+    pub track_id: Option<u32>,
+    #[napi(ts_type = "'audio' | 'video'")]
+    pub kind: Option<String>,
+    pub mid: Option<String>,
+    pub stream_id: Option<String>,
+    /// "ip:port"
+    pub remote: Option<String>,
+    pub reason: Option<String>,
+    pub by: Option<u32>,
+}
+
+impl MediaEvent {
+    fn new(kind_of_event: &str) -> Self {
+        MediaEvent {
+            kind_of_event: kind_of_event.to_owned(),
+            peer_id: None,
+            track_id: None,
+            kind: None,
+            mid: None,
+            stream_id: None,
+            remote: None,
+            reason: None,
+            by: None,
+        }
+    }
+}
+
+impl From<WorkerEvent> for MediaEvent {
+    fn from(event: WorkerEvent) -> Self {
+        match event {
+            WorkerEvent::Engine(Event::PeerConnected { peer, remote }) => MediaEvent {
+                peer_id: Some(peer.0),
+                remote: Some(remote.to_string()),
+                ..MediaEvent::new("peer-connected")
+            },
+            WorkerEvent::Engine(Event::PeerDisconnected { peer, reason }) => MediaEvent {
+                peer_id: Some(peer.0),
+                reason: Some(reason.to_owned()),
+                ..MediaEvent::new("peer-disconnected")
+            },
+            WorkerEvent::Engine(Event::TrackPublished {
+                peer,
+                track,
+                kind,
+                mid,
+                stream_id,
+            }) => MediaEvent {
+                peer_id: Some(peer.0),
+                track_id: Some(track.0),
+                kind: Some(kind.as_str().to_owned()),
+                mid: Some(mid),
+                stream_id: Some(stream_id),
+                ..MediaEvent::new("track-published")
+            },
+            WorkerEvent::Engine(Event::TrackEnded { peer, track }) => MediaEvent {
+                peer_id: Some(peer.0),
+                track_id: Some(track.0),
+                ..MediaEvent::new("track-ended")
+            },
+            WorkerEvent::Engine(Event::KeyframeRequested { track, by }) => MediaEvent {
+                track_id: Some(track.0),
+                by: by.map(|peer| peer.0),
+                ..MediaEvent::new("keyframe-requested")
+            },
+            WorkerEvent::Restarted { reason } => MediaEvent {
+                reason: Some(reason),
+                ..MediaEvent::new("worker-restarted")
+            },
+        }
+    }
+}
+
+#[napi(object, object_from_js = false)]
+pub struct SubscriptionInfo {
+    pub mid: String,
+    pub ssrc: u32,
+}
+
+impl From<Subscription> for SubscriptionInfo {
+    fn from(subscription: Subscription) -> Self {
+        SubscriptionInfo {
+            mid: subscription.mid,
+            ssrc: subscription.ssrc,
+        }
+    }
+}
+
+// Counters are u64 in Rust and plain numbers in JS: exact up to 2^53, far beyond any real count.
+
+#[napi(object, object_from_js = false)]
+pub struct PeerStats {
+    pub peer_id: u32,
+    pub connected: bool,
+    pub packets_received: f64,
+    pub bytes_received: f64,
+    pub packets_sent: f64,
+    pub bytes_sent: f64,
+    pub nacks_received: f64,
+    pub retransmissions_sent: f64,
+    pub keyframe_requests_sent: f64,
+    pub published_tracks: u32,
+    pub subscriptions: u32,
+}
+
+impl PeerStats {
+    pub fn new(peer_id: u32, stats: CorePeerStats) -> Self {
+        PeerStats {
+            peer_id,
+            connected: stats.connected,
+            packets_received: stats.packets_received as f64,
+            bytes_received: stats.bytes_received as f64,
+            packets_sent: stats.packets_sent as f64,
+            bytes_sent: stats.bytes_sent as f64,
+            nacks_received: stats.nacks_received as f64,
+            retransmissions_sent: stats.retransmissions_sent as f64,
+            keyframe_requests_sent: stats.keyframe_requests_sent as f64,
+            published_tracks: stats.published_tracks,
+            subscriptions: stats.subscriptions,
+        }
+    }
+}
+
+#[napi(object, object_from_js = false)]
+pub struct WorkerStats {
+    pub peers: u32,
+    pub connected_peers: u32,
+    pub tracks: u32,
+    pub subscriptions: u32,
+    pub packets_received: f64,
+    pub packets_forwarded: f64,
+    pub dropped_unknown_source: f64,
+    pub dropped_malformed: f64,
+    pub dropped_srtp_auth: f64,
+    pub dropped_replay: f64,
+    pub stun_requests: f64,
+    pub stun_rejected: f64,
+    pub worker_restarts: f64,
+}
+
+impl From<DriverWorkerStats> for WorkerStats {
+    fn from(stats: DriverWorkerStats) -> Self {
+        let EngineStats {
+            peers,
+            connected_peers,
+            tracks,
+            subscriptions,
+            packets_received,
+            packets_forwarded,
+            dropped_unknown_source,
+            dropped_malformed,
+            dropped_srtp_auth,
+            dropped_replay,
+            stun_requests,
+            stun_rejected,
+        } = stats.engine;
+        WorkerStats {
+            peers,
+            connected_peers,
+            tracks,
+            subscriptions,
+            packets_received: packets_received as f64,
+            packets_forwarded: packets_forwarded as f64,
+            dropped_unknown_source: dropped_unknown_source as f64,
+            dropped_malformed: dropped_malformed as f64,
+            dropped_srtp_auth: dropped_srtp_auth as f64,
+            dropped_replay: dropped_replay as f64,
+            stun_requests: stun_requests as f64,
+            stun_rejected: stun_rejected as f64,
+            worker_restarts: stats.worker_restarts as f64,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! What the control plane asks of a worker, and how the answer comes back.
+
+use crate::error::DriverError;
+use crate::worker::WorkerStats;
+use sfu_core::{PeerId, PeerStats, Subscription, TrackId};
+use std::sync::mpsc;
+
+/// Where a command's result goes. Called exactly once, on the worker thread.
+///
+/// A reply dropped unanswered (the worker is gone, or the command never reached it) answers
+/// [`DriverError::WorkerClosed`], so a caller waiting on it never hangs.
+pub struct Reply<T> {
+    deliver: Option<Deliver<T>>,
+}
+
+type Deliver<T> = Box<dyn FnOnce(Result<T, DriverError>) + Send>;
+
+impl<T> Reply<T> {
+    /// A reply that calls `deliver` with the result. `deliver` runs on the worker thread and
+    /// must not block it: hand the result over (channel, threadsafe function) and return.
+    pub fn new(deliver: impl FnOnce(Result<T, DriverError>) + Send + 'static) -> Self {
+        Reply {
+            deliver: Some(Box::new(deliver)),
+        }
+    }
+
+    pub fn send(mut self, result: Result<T, DriverError>) {
+        if let Some(deliver) = self.deliver.take() {
+            deliver(result);
+        }
+    }
+}
+
+impl<T: Send + 'static> Reply<T> {
+    /// A reply and the receiver to wait on for it.
+    pub fn channel() -> (Self, mpsc::Receiver<Result<T, DriverError>>) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let reply = Reply::new(move |result| {
+            // The waiter may have given up; nobody is left to tell.
+            let _ = tx.send(result);
+        });
+        (reply, rx)
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        if let Some(deliver) = self.deliver.take() {
+            deliver(Err(DriverError::WorkerClosed));
+        }
+    }
+}
+
+/// One request to a worker. Each carries the [`Reply`] its result goes to; the reply is sent
+/// before any event the command caused is delivered.
+pub enum Command {
+    CreatePeer {
+        reply: Reply<PeerId>,
+    },
+    /// Answers with the answer SDP.
+    ApplyOffer {
+        peer: PeerId,
+        sdp: String,
+        reply: Reply<String>,
+    },
+    ClosePeer {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    Subscribe {
+        peer: PeerId,
+        track: TrackId,
+        reply: Reply<Subscription>,
+    },
+    Unsubscribe {
+        peer: PeerId,
+        track: TrackId,
+        reply: Reply<()>,
+    },
+    RequestKeyframe {
+        track: TrackId,
+        reply: Reply<()>,
+    },
+    PeerStats {
+        peer: PeerId,
+        reply: Reply<PeerStats>,
+    },
+    Stats {
+        reply: Reply<WorkerStats>,
+    },
+    /// Panics inside the engine's guard, to test the restart path. Refused with
+    /// [`DriverError::FaultInjectionDisabled`] unless the worker was started with `fault_injection`.
+    InjectPanic {
+        reply: Reply<()>,
+    },
+    /// Stops the worker. The reply comes after the socket is closed and the engine dropped.
+    Shutdown {
+        reply: Reply<()>,
+    },
+}
+
+impl Command {
+    /// Answers the command with `error` without running it.
+    pub(crate) fn fail(self, error: DriverError) {
+        match self {
+            Command::CreatePeer { reply } => reply.send(Err(error)),
+            Command::ApplyOffer { reply, .. } => reply.send(Err(error)),
+            Command::ClosePeer { reply, .. }
+            | Command::Unsubscribe { reply, .. }
+            | Command::RequestKeyframe { reply, .. }
+            | Command::InjectPanic { reply }
+            | Command::Shutdown { reply } => reply.send(Err(error)),
+            Command::Subscribe { reply, .. } => reply.send(Err(error)),
+            Command::PeerStats { reply, .. } => reply.send(Err(error)),
+            Command::Stats { reply } => reply.send(Err(error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_reply_answers_worker_closed() {
+        let (reply, rx) = Reply::<u32>::channel();
+        drop(reply);
+        assert_eq!(rx.recv().unwrap(), Err(DriverError::WorkerClosed));
+    }
+
+    #[test]
+    fn a_sent_reply_answers_once() {
+        let (reply, rx) = Reply::<u32>::channel();
+        reply.send(Ok(7));
+        assert_eq!(rx.recv().unwrap(), Ok(7));
+        assert!(
+            rx.recv().is_err(),
+            "the sender is gone after the one answer"
+        );
+    }
+}
