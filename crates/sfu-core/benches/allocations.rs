@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Room;
+use common::{stopwatch, Room};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -53,11 +53,14 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 fn main() {
     // `Room::new` connects everyone and forwards a warm-up batch before anything is counted.
     let mut room = Room::new(SUBSCRIBERS);
+    assert_eq!(room.subscribers, SUBSCRIBERS);
     room.refresh_consent();
     let datagrams = room.publisher_datagrams(PACKETS_IN);
     let before = room.net.engine.stats();
     COUNTING.store(true, Ordering::SeqCst);
+    let start = stopwatch();
     let sent = room.pump(&datagrams);
+    let elapsed = start.elapsed();
     COUNTING.store(false, Ordering::SeqCst);
     let after = room.net.engine.stats();
     let forwarded = after.packets_forwarded - before.packets_forwarded;
@@ -67,6 +70,11 @@ fn main() {
         "{} packets in, {SUBSCRIBERS} subscribers: {forwarded} RTP packets forwarded ({sent} datagrams sent), \
          {allocations} allocations ({bytes} bytes)",
         after.packets_received - before.packets_received
+    );
+    println!(
+        "one pass, wall clock: {:.0} ns per packet in, {:.0} ns per forwarded packet",
+        elapsed.as_nanos() as f64 / PACKETS_IN as f64,
+        elapsed.as_nanos() as f64 / forwarded.max(1) as f64
     );
     println!(
         "allocations per forwarded packet: {}",

@@ -7,7 +7,11 @@ use std::time::Instant;
 /// Something that happened to the engine from outside.
 pub enum Input<'a> {
     /// A datagram arrived at `at` on the engine's UDP port.
-    Datagram { at: Instant, source: SocketAddr, data: &'a [u8] },
+    Datagram {
+        at: Instant,
+        source: SocketAddr,
+        data: &'a [u8],
+    },
     /// Time moved on with nothing received.
     Tick(Instant),
 }
@@ -35,17 +39,35 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// ICE nominated a path and DTLS completed: media can flow.
-    PeerConnected { peer: PeerId, remote: SocketAddr },
+    PeerConnected {
+        peer: PeerId,
+        remote: SocketAddr,
+    },
     /// The peer is gone for `reason` ("consent_expired", "dtls_failed", "dtls_closed",
     /// "fingerprint_mismatch"). The peer's tracks end (with `TrackEnded`) but the peer must
     /// still be closed with `close_peer` to free its id.
-    PeerDisconnected { peer: PeerId, reason: &'static str },
+    PeerDisconnected {
+        peer: PeerId,
+        reason: &'static str,
+    },
     /// A publisher's offer announced a track we now receive.
-    TrackPublished { peer: PeerId, track: TrackId, kind: MediaKind, mid: String, stream_id: String },
-    TrackEnded { peer: PeerId, track: TrackId },
+    TrackPublished {
+        peer: PeerId,
+        track: TrackId,
+        kind: MediaKind,
+        mid: String,
+        stream_id: String,
+    },
+    TrackEnded {
+        peer: PeerId,
+        track: TrackId,
+    },
     /// A subscriber lost its picture (PLI/FIR) or subscribed: the engine asked the publisher for a
     /// keyframe. Informational, rate limited like the request itself.
-    KeyframeRequested { track: TrackId, by: Option<PeerId> },
+    KeyframeRequested {
+        track: TrackId,
+        by: Option<PeerId>,
+    },
 }
 
 /// The result of a successful `subscribe`.

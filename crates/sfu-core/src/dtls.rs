@@ -3,7 +3,10 @@
 
 use crate::error::SfuError;
 use bytes::BytesMut;
-use rtc_dtls::config::{ClientAuthType, ConfigBuilder, ExtendedMasterSecretType, HandshakeConfig, VerifyPeerCertificateFn};
+use rtc_dtls::config::{
+    ClientAuthType, ConfigBuilder, ExtendedMasterSecretType, HandshakeConfig,
+    VerifyPeerCertificateFn,
+};
 use rtc_dtls::crypto::Certificate;
 use rtc_dtls::crypto_provider::{default_provider, RTCCryptoProvider};
 use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
@@ -18,7 +21,8 @@ const SRTP_EXPORTER_LABEL: &str = "EXTRACTOR-dtls_srtp";
 
 /// rtc-dtls keys associations by address; the engine routes by ICE instead (the peer's address may
 /// change), so every association of a `DtlsTransport` lives under this one placeholder key.
-const ASSOCIATION_KEY: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(0, 0, 0, 1)), 9);
+const ASSOCIATION_KEY: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(0, 0, 0, 1)), 9);
 
 /// The engine's certificate, shared by all peers of one engine.
 pub struct DtlsIdentity {
@@ -31,14 +35,19 @@ impl DtlsIdentity {
     /// Generates a fresh ECDSA P-256 self-signed certificate (what browsers expect).
     pub fn generate() -> Result<Self, SfuError> {
         let provider = default_provider().map_err(|e| SfuError::Crypto(e.to_string()))?;
-        let certificate = Certificate::generate_self_signed(vec!["conclave".to_owned()], provider.crypto())
-            .map_err(|e| SfuError::Crypto(e.to_string()))?;
+        let certificate =
+            Certificate::generate_self_signed(vec!["conclave".to_owned()], provider.crypto())
+                .map_err(|e| SfuError::Crypto(e.to_string()))?;
         let der = certificate
             .certificate
             .first()
             .ok_or_else(|| SfuError::Crypto("certificate has no DER".into()))?;
         let fingerprint = fingerprint_hex(&Sha256::digest(der.as_ref()));
-        Ok(DtlsIdentity { certificate, provider, fingerprint })
+        Ok(DtlsIdentity {
+            certificate,
+            provider,
+            fingerprint,
+        })
     }
 
     /// Upper-case colon-separated SHA-256 of our certificate, as `a=fingerprint:sha-256` wants it.
@@ -79,7 +88,11 @@ pub struct DtlsTransport {
 impl DtlsTransport {
     /// `remote_fingerprint_sha256` is the peer's `a=fingerprint:sha-256` value as bytes; a
     /// certificate hashing to anything else fails the handshake.
-    pub fn new(identity: &DtlsIdentity, role: DtlsRole, remote_fingerprint_sha256: Vec<u8>) -> Result<Self, SfuError> {
+    pub fn new(
+        identity: &DtlsIdentity,
+        role: DtlsRole,
+        remote_fingerprint_sha256: Vec<u8>,
+    ) -> Result<Self, SfuError> {
         let verify: VerifyPeerCertificateFn = Arc::new(move |certs: &[Vec<u8>], _| {
             let Some(leaf) = certs.first() else {
                 return Err(rtc_shared::error::Error::ErrNonCertificate);
@@ -114,7 +127,13 @@ impl DtlsTransport {
             rtc_shared::TransportProtocol::UDP,
             server_config,
         );
-        Ok(DtlsTransport { endpoint, role, config, started: false, connected: false })
+        Ok(DtlsTransport {
+            endpoint,
+            role,
+            config,
+            started: false,
+            connected: false,
+        })
     }
 
     pub fn role(&self) -> DtlsRole {
@@ -131,7 +150,10 @@ impl DtlsTransport {
             return DtlsOutcome::Nothing;
         }
         self.started = true;
-        match self.endpoint.connect(now, ASSOCIATION_KEY, self.config.clone(), None) {
+        match self
+            .endpoint
+            .connect(now, ASSOCIATION_KEY, self.config.clone(), None)
+        {
             Ok(()) => DtlsOutcome::Nothing,
             Err(_) => DtlsOutcome::Failed("dtls_failed"),
         }
@@ -139,7 +161,10 @@ impl DtlsTransport {
 
     pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> DtlsOutcome {
         self.started = true;
-        let events = match self.endpoint.read(now, ASSOCIATION_KEY, None, BytesMut::from(data)) {
+        let events = match self
+            .endpoint
+            .read(now, ASSOCIATION_KEY, None, BytesMut::from(data))
+        {
             Ok(events) => events,
             Err(e) => {
                 let text = e.to_string();
@@ -148,7 +173,11 @@ impl DtlsTransport {
                     return DtlsOutcome::Failed("fingerprint_mismatch");
                 }
                 // A bad record after the handshake is dropped; during it, the handshake is over.
-                return if self.connected { DtlsOutcome::Nothing } else { DtlsOutcome::Failed("dtls_failed") };
+                return if self.connected {
+                    DtlsOutcome::Nothing
+                } else {
+                    DtlsOutcome::Failed("dtls_failed")
+                };
             }
         };
         let mut outcome = DtlsOutcome::Nothing;
@@ -177,8 +206,14 @@ impl DtlsTransport {
         };
         // AEAD_AES_128_GCM: 16-byte keys, 12-byte salts; AES_CM_128: 16 and 14 (RFC 5764, RFC 7714).
         let salt_len = if profile_id == 0x0007 { 12 } else { 14 };
-        let material = state.export_keying_material(SRTP_EXPORTER_LABEL, &[], 2 * (16 + salt_len)).ok()?;
-        Some(SrtpKeys { profile_id, material: material.as_ref().to_vec(), we_are_client: state.is_client() })
+        let material = state
+            .export_keying_material(SRTP_EXPORTER_LABEL, &[], 2 * (16 + salt_len))
+            .ok()?;
+        Some(SrtpKeys {
+            profile_id,
+            material: material.as_ref().to_vec(),
+            we_are_client: state.is_client(),
+        })
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> DtlsOutcome {
@@ -222,14 +257,21 @@ mod tests {
     use std::time::Duration;
 
     fn decode_fingerprint(hex: &str) -> Vec<u8> {
-        hex.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
+        hex.split(':')
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
     }
 
     /// Shuttles datagrams between two transports until both settle; returns each side's outcome.
-    fn handshake(client: &mut DtlsTransport, server: &mut DtlsTransport) -> (Option<SrtpKeys>, Option<SrtpKeys>, Vec<&'static str>) {
-        let mut now = Instant::now();
+    fn handshake(
+        client: &mut DtlsTransport,
+        server: &mut DtlsTransport,
+    ) -> (Option<SrtpKeys>, Option<SrtpKeys>, Vec<&'static str>) {
+        let mut now = crate::test_epoch();
         let (mut client_keys, mut server_keys, mut failures) = (None, None, Vec::new());
-        let mut record = |outcome: DtlsOutcome, slot: &mut Option<SrtpKeys>, failures: &mut Vec<&'static str>| match outcome {
+        let record = |outcome: DtlsOutcome,
+                      slot: &mut Option<SrtpKeys>,
+                      failures: &mut Vec<&'static str>| match outcome {
             DtlsOutcome::Connected(keys) => *slot = Some(keys),
             DtlsOutcome::Failed(why) => failures.push(why),
             _ => {}
@@ -237,10 +279,18 @@ mod tests {
         record(client.start(now), &mut client_keys, &mut failures);
         for _ in 0..50 {
             while let Some(datagram) = client.poll_transmit() {
-                record(server.handle_datagram(now, &datagram), &mut server_keys, &mut failures);
+                record(
+                    server.handle_datagram(now, &datagram),
+                    &mut server_keys,
+                    &mut failures,
+                );
             }
             while let Some(datagram) = server.poll_transmit() {
-                record(client.handle_datagram(now, &datagram), &mut client_keys, &mut failures);
+                record(
+                    client.handle_datagram(now, &datagram),
+                    &mut client_keys,
+                    &mut failures,
+                );
             }
             now += Duration::from_millis(10);
         }
@@ -266,7 +316,10 @@ mod tests {
         let (client_keys, server_keys, failures) = handshake(&mut client, &mut server);
         assert!(failures.is_empty(), "{failures:?}");
         let (client_keys, server_keys) = (client_keys.unwrap(), server_keys.unwrap());
-        assert_eq!(client_keys.profile_id, 0x0007, "AEAD_AES_128_GCM is preferred");
+        assert_eq!(
+            client_keys.profile_id, 0x0007,
+            "AEAD_AES_128_GCM is preferred"
+        );
         assert_eq!(client_keys.material, server_keys.material);
         assert!(client_keys.we_are_client && !server_keys.we_are_client);
     }
@@ -282,9 +335,12 @@ mod tests {
             decode_fingerprint(server_identity.fingerprint_sha256()),
         )
         .unwrap();
-        let mut server =
-            DtlsTransport::new(&server_identity, DtlsRole::Server, decode_fingerprint(impostor.fingerprint_sha256()))
-                .unwrap();
+        let mut server = DtlsTransport::new(
+            &server_identity,
+            DtlsRole::Server,
+            decode_fingerprint(impostor.fingerprint_sha256()),
+        )
+        .unwrap();
         let (_, server_keys, failures) = handshake(&mut client, &mut server);
         assert!(server_keys.is_none());
         assert!(!failures.is_empty());

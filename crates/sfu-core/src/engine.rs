@@ -2,14 +2,17 @@
 //! (demultiplex, ICE-lite, DTLS, SRTP, route, rewrite, protect). Formats live in their own
 //! modules; this one decides.
 
-use crate::api::{EngineConfig, EngineStats, Event, Input, Output, PeerStats, Subscription, Transmit};
+use crate::api::{
+    EngineConfig, EngineStats, Event, Input, Output, PeerStats, Subscription, Transmit,
+};
 use crate::dtls::{DtlsIdentity, DtlsOutcome, DtlsRole, DtlsTransport};
 use crate::error::SfuError;
 use crate::forward::{rtp_ticks, PacketCache, SequenceRewriter};
 use crate::ice::{BindingOutcome, IceLite};
 use crate::ids::{MediaKind, PeerId, TrackId};
 use crate::peer::{
-    CodecKind, ConnectionState, IncomingStream, MediaLine, PayloadTypes, Peer, PeerCounters, SendSlot, SlotSubscription,
+    CodecKind, ConnectionState, IncomingStream, MediaLine, PayloadTypes, Peer, PeerCounters,
+    SendSlot, SlotSubscription,
 };
 use crate::receive_stats::{to_clock_units, ReceiveStats};
 use crate::track::{SenderReportInfo, Track};
@@ -50,7 +53,10 @@ impl Outbox {
     }
 
     fn send(&mut self, destination: SocketAddr, contents: Vec<u8>) {
-        self.transmits.push_back(Transmit { destination, contents });
+        self.transmits.push_back(Transmit {
+            destination,
+            contents,
+        });
     }
 
     fn send_copy(&mut self, destination: SocketAddr, data: &[u8]) {
@@ -129,7 +135,9 @@ impl Engine {
     fn random_string(&mut self, len: usize) -> String {
         // RFC 8445 §5.3: ice-chars are ALPHA / DIGIT / "+" / "/".
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        (0..len).map(|_| ALPHABET[(self.rng.next_u32() % ALPHABET.len() as u32) as usize] as char).collect()
+        (0..len)
+            .map(|_| ALPHABET[(self.rng.next_u32() % ALPHABET.len() as u32) as usize] as char)
+            .collect()
     }
 
     fn random_ssrc(&mut self) -> u32 {
@@ -181,17 +189,24 @@ impl Engine {
     }
 
     /// Applies a remote offer (initial or renegotiation) and returns the answer.
-    pub fn apply_offer(&mut self, peer_id: PeerId, offer_text: &str, now: Instant) -> Result<String, SfuError> {
+    pub fn apply_offer(
+        &mut self,
+        peer_id: PeerId,
+        offer_text: &str,
+        now: Instant,
+    ) -> Result<String, SfuError> {
         if !self.peers.contains_key(&peer_id) {
             return Err(SfuError::UnknownPeer(peer_id));
         }
         let offer = sdp::parse(offer_text).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         sdp::validate_offer(&offer).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
-        let (remote_ufrag, _) =
-            offer.ice_credentials().ok_or_else(|| SfuError::InvalidSdp("no ICE credentials".into()))?;
+        let (remote_ufrag, _) = offer
+            .ice_credentials()
+            .ok_or_else(|| SfuError::InvalidSdp("no ICE credentials".into()))?;
         let remote_ufrag = remote_ufrag.to_owned();
-        let fingerprint =
-            offer.effective_fingerprint().ok_or_else(|| SfuError::InvalidSdp("no a=fingerprint".into()))?;
+        let fingerprint = offer
+            .effective_fingerprint()
+            .ok_or_else(|| SfuError::InvalidSdp("no a=fingerprint".into()))?;
         if fingerprint.algorithm != "sha-256" || fingerprint.value.len() != 32 {
             return Err(SfuError::InvalidSdp(format!(
                 "fingerprint algorithm {} is not supported; use sha-256",
@@ -218,7 +233,8 @@ impl Engine {
                 })
                 .collect()
         };
-        let mut decisions: Vec<sdp::AnswerMedia> = offer.media.iter().map(sdp::select_media).collect();
+        let mut decisions: Vec<sdp::AnswerMedia> =
+            offer.media.iter().map(sdp::select_media).collect();
         for (index, decision) in decisions.iter_mut().enumerate() {
             if let Some(existing) = existing_mids.get(index) {
                 if decision.accepted && decision.mid != *existing {
@@ -233,18 +249,23 @@ impl Engine {
             let peer = &self.peers[&peer_id];
             if let Some(known) = &peer.remote_fingerprint {
                 if *known != remote_fingerprint {
-                    return Err(SfuError::InvalidSdp("the DTLS fingerprint changed during renegotiation".into()));
+                    return Err(SfuError::InvalidSdp(
+                        "the DTLS fingerprint changed during renegotiation".into(),
+                    ));
                 }
             }
         }
 
         let mut new_tracks = Vec::new();
-        for (index, (offered, decision)) in offer.media.iter().zip(decisions.iter_mut()).enumerate() {
+        for (index, (offered, decision)) in offer.media.iter().zip(decisions.iter_mut()).enumerate()
+        {
             let peer = self.peers.get_mut(&peer_id).expect("checked above");
             if index < peer.media.len() {
                 // Renegotiation keeps what each known m-line does; a send slot re-announces its SSRCs.
                 match &peer.media[index] {
-                    MediaLine::Send { slot } if decision.accepted && decision.direction == sdp::Direction::SendOnly => {
+                    MediaLine::Send { slot }
+                        if decision.accepted && decision.direction == sdp::Direction::SendOnly =>
+                    {
                         let slot = &peer.slots[*slot];
                         decision.send = Some(send_stream(slot, &peer.cname));
                     }
@@ -254,13 +275,17 @@ impl Engine {
                 continue;
             }
             if !decision.accepted {
-                peer.media.push(MediaLine::Rejected { mid: decision.mid.clone() });
+                peer.media.push(MediaLine::Rejected {
+                    mid: decision.mid.clone(),
+                });
                 continue;
             }
             let payload_types = payload_types_of(offered, decision);
             if payload_types.is_empty() {
                 decision.accepted = false;
-                peer.media.push(MediaLine::Rejected { mid: decision.mid.clone() });
+                peer.media.push(MediaLine::Rejected {
+                    mid: decision.mid.clone(),
+                });
                 continue;
             }
             let kind = match offered.kind {
@@ -270,7 +295,9 @@ impl Engine {
             for ext in &decision.extmaps {
                 match ext.uri.as_str() {
                     "urn:ietf:params:rtp-hdrext:sdes:mid" => peer.mid_extension = Some(ext.id),
-                    "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id" => peer.rid_extension = Some(ext.id),
+                    "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id" => {
+                        peer.rid_extension = Some(ext.id)
+                    }
                     "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id" => {
                         peer.repaired_rid_extension = Some(ext.id)
                     }
@@ -286,21 +313,33 @@ impl Engine {
                         peer.incoming.insert(ssrc, IncomingStream::Media(track_id));
                     }
                     if let Some(rtx) = rtx_ssrc {
-                        peer.incoming.insert(rtx, IncomingStream::Retransmission(track_id));
+                        peer.incoming
+                            .insert(rtx, IncomingStream::Retransmission(track_id));
                     }
                     let stream_id = offered
                         .msid
                         .as_ref()
                         .map(|(stream, _)| stream.clone())
                         .or_else(|| {
-                            offered.ssrcs.iter().find(|l| l.attribute == "msid").and_then(|l| {
-                                l.value.as_deref().and_then(|v| v.split_whitespace().next()).map(str::to_owned)
-                            })
+                            offered
+                                .ssrcs
+                                .iter()
+                                .find(|l| l.attribute == "msid")
+                                .and_then(|l| {
+                                    l.value
+                                        .as_deref()
+                                        .and_then(|v| v.split_whitespace().next())
+                                        .map(str::to_owned)
+                                })
                         })
                         .unwrap_or_else(|| format!("{peer_id}"));
                     let clock_rate = payload_types[0].codec.clock_rate();
-                    let cache = (kind == MediaKind::Video).then(|| PacketCache::new(self.config.nack_cache_packets));
-                    peer.media.push(MediaLine::Publish { mid: decision.mid.clone(), track: track_id });
+                    let cache = (kind == MediaKind::Video)
+                        .then(|| PacketCache::new(self.config.nack_cache_packets));
+                    peer.media.push(MediaLine::Publish {
+                        mid: decision.mid.clone(),
+                        track: track_id,
+                    });
                     new_tracks.push(Track {
                         id: track_id,
                         publisher: peer_id,
@@ -310,7 +349,11 @@ impl Engine {
                         payload_types,
                         ssrc,
                         rtx_ssrc,
-                        rid: offered.rids.iter().find(|r| r.direction == "send").map(|r| r.id.clone()),
+                        rid: offered
+                            .rids
+                            .iter()
+                            .find(|r| r.direction == "send")
+                            .map(|r| r.id.clone()),
                         subscribers: Vec::new(),
                         cache,
                         receive: ReceiveStats::default(),
@@ -349,14 +392,20 @@ impl Engine {
                 }
                 _ => {
                     decision.accepted = false;
-                    peer.media.push(MediaLine::Rejected { mid: decision.mid.clone() });
+                    peer.media.push(MediaLine::Rejected {
+                        mid: decision.mid.clone(),
+                    });
                 }
             }
         }
 
         let peer = self.peers.get_mut(&peer_id).expect("checked above");
         if peer.dtls.is_none() {
-            peer.dtls = Some(DtlsTransport::new(&self.identity, our_role, remote_fingerprint.clone())?);
+            peer.dtls = Some(DtlsTransport::new(
+                &self.identity,
+                our_role,
+                remote_fingerprint.clone(),
+            )?);
             peer.remote_fingerprint = Some(remote_fingerprint);
         }
         peer.ice.remote_ufrag = Some(remote_ufrag);
@@ -411,7 +460,9 @@ impl Engine {
 
     /// Ends the peer's published tracks and drops its subscriptions (it stays known until closed).
     fn end_peer_media(&mut self, peer_id: PeerId) {
-        let Some(peer) = self.peers.get_mut(&peer_id) else { return };
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
         let published: Vec<TrackId> = peer.published_tracks().collect();
         let subscribed: Vec<(usize, TrackId)> = peer
             .slots
@@ -421,42 +472,76 @@ impl Engine {
             .collect();
         peer.media.iter_mut().for_each(|m| {
             if let MediaLine::Publish { mid, .. } = m {
-                *m = MediaLine::Rejected { mid: std::mem::take(mid) };
+                *m = MediaLine::Rejected {
+                    mid: std::mem::take(mid),
+                };
             }
         });
         peer.incoming.clear();
         for (slot, track_id) in subscribed {
             if let Some(track) = self.tracks.get_mut(&track_id) {
-                track.subscribers.retain(|&(p, s)| !(p == peer_id && s == slot));
+                track
+                    .subscribers
+                    .retain(|&(p, s)| !(p == peer_id && s == slot));
             }
         }
         for track_id in published {
             if let Some(track) = self.tracks.remove(&track_id) {
                 for (subscriber, slot) in track.subscribers {
-                    if let Some(slot) = self.peers.get_mut(&subscriber).and_then(|p| p.slots.get_mut(slot)) {
+                    if let Some(slot) = self
+                        .peers
+                        .get_mut(&subscriber)
+                        .and_then(|p| p.slots.get_mut(slot))
+                    {
                         slot.subscription = None;
                     }
                 }
-                self.events.push_back(Event::TrackEnded { peer: peer_id, track: track_id });
+                self.events.push_back(Event::TrackEnded {
+                    peer: peer_id,
+                    track: track_id,
+                });
             }
         }
     }
 
-    pub fn subscribe(&mut self, subscriber: PeerId, track_id: TrackId, now: Instant) -> Result<Subscription, SfuError> {
-        let track = self.tracks.get(&track_id).ok_or(SfuError::UnknownTrack(track_id))?;
+    pub fn subscribe(
+        &mut self,
+        subscriber: PeerId,
+        track_id: TrackId,
+        now: Instant,
+    ) -> Result<Subscription, SfuError> {
+        let track = self
+            .tracks
+            .get(&track_id)
+            .ok_or(SfuError::UnknownTrack(track_id))?;
         let kind = track.kind;
         let codecs: Vec<CodecKind> = track.payload_types.iter().map(|p| p.codec).collect();
-        let peer = self.peers.get_mut(&subscriber).ok_or(SfuError::UnknownPeer(subscriber))?;
-        if peer.slots.iter().any(|s| s.subscription.as_ref().is_some_and(|sub| sub.track == track_id)) {
-            return Err(SfuError::AlreadySubscribed { peer: subscriber, track: track_id });
+        let peer = self
+            .peers
+            .get_mut(&subscriber)
+            .ok_or(SfuError::UnknownPeer(subscriber))?;
+        if peer.slots.iter().any(|s| {
+            s.subscription
+                .as_ref()
+                .is_some_and(|sub| sub.track == track_id)
+        }) {
+            return Err(SfuError::AlreadySubscribed {
+                peer: subscriber,
+                track: track_id,
+            });
         }
         let slot_index = peer
             .slots
             .iter()
             .position(|s| {
-                s.kind == kind && s.subscription.is_none() && codecs.iter().any(|c| s.payload_types_for(*c).is_some())
+                s.kind == kind
+                    && s.subscription.is_none()
+                    && codecs.iter().any(|c| s.payload_types_for(*c).is_some())
             })
-            .ok_or(SfuError::NoFreeSlot { peer: subscriber, track: track_id })?;
+            .ok_or(SfuError::NoFreeSlot {
+                peer: subscriber,
+                track: track_id,
+            })?;
         let initial_sequence = self.rng.next_u32() as u16;
         let initial_timestamp = self.rng.next_u32();
         let peer = self.peers.get_mut(&subscriber).expect("looked up above");
@@ -467,7 +552,10 @@ impl Engine {
             waiting_for_keyframe: kind == MediaKind::Video,
             has_sent: false,
         });
-        let result = Subscription { mid: slot.mid.clone(), ssrc: slot.ssrc };
+        let result = Subscription {
+            mid: slot.mid.clone(),
+            ssrc: slot.ssrc,
+        };
         if let Some(track) = self.tracks.get_mut(&track_id) {
             track.subscribers.push((subscriber, slot_index));
         }
@@ -478,15 +566,27 @@ impl Engine {
     }
 
     pub fn unsubscribe(&mut self, subscriber: PeerId, track_id: TrackId) -> Result<(), SfuError> {
-        let peer = self.peers.get_mut(&subscriber).ok_or(SfuError::UnknownPeer(subscriber))?;
+        let peer = self
+            .peers
+            .get_mut(&subscriber)
+            .ok_or(SfuError::UnknownPeer(subscriber))?;
         let slot_index = peer
             .slots
             .iter()
-            .position(|s| s.subscription.as_ref().is_some_and(|sub| sub.track == track_id))
-            .ok_or(SfuError::NotSubscribed { peer: subscriber, track: track_id })?;
+            .position(|s| {
+                s.subscription
+                    .as_ref()
+                    .is_some_and(|sub| sub.track == track_id)
+            })
+            .ok_or(SfuError::NotSubscribed {
+                peer: subscriber,
+                track: track_id,
+            })?;
         peer.slots[slot_index].subscription = None;
         if let Some(track) = self.tracks.get_mut(&track_id) {
-            track.subscribers.retain(|&(p, s)| !(p == subscriber && s == slot_index));
+            track
+                .subscribers
+                .retain(|&(p, s)| !(p == subscriber && s == slot_index));
         }
         Ok(())
     }
@@ -500,7 +600,10 @@ impl Engine {
     }
 
     pub fn peer_stats(&self, peer_id: PeerId) -> Result<PeerStats, SfuError> {
-        let peer = self.peers.get(&peer_id).ok_or(SfuError::UnknownPeer(peer_id))?;
+        let peer = self
+            .peers
+            .get(&peer_id)
+            .ok_or(SfuError::UnknownPeer(peer_id))?;
         let c = peer.counters;
         Ok(PeerStats {
             peer: Some(peer_id),
@@ -513,7 +616,11 @@ impl Engine {
             retransmissions_sent: c.retransmissions_sent,
             keyframe_requests_sent: c.keyframe_requests_sent,
             published_tracks: peer.published_tracks().count() as u32,
-            subscriptions: peer.slots.iter().filter(|s| s.subscription.is_some()).count() as u32,
+            subscriptions: peer
+                .slots
+                .iter()
+                .filter(|s| s.subscription.is_some())
+                .count() as u32,
         })
     }
 
@@ -522,7 +629,11 @@ impl Engine {
         stats.peers = self.peers.len() as u32;
         stats.connected_peers = self.peers.values().filter(|p| p.is_connected()).count() as u32;
         stats.tracks = self.tracks.len() as u32;
-        stats.subscriptions = self.tracks.values().map(|t| t.subscribers.len() as u32).sum();
+        stats.subscriptions = self
+            .tracks
+            .values()
+            .map(|t| t.subscribers.len() as u32)
+            .sum();
         stats
     }
 
@@ -596,7 +707,9 @@ impl Engine {
             self.stats.stun_rejected += 1;
             return;
         };
-        let Some(peer) = self.peers.get_mut(&peer_id) else { return };
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
         let mut response = self.outbox.buffer();
         if stun::verify_integrity(data, peer.ice.local_pwd.as_bytes()).is_err() {
             self.stats.stun_rejected += 1;
@@ -612,12 +725,19 @@ impl Engine {
             self.outbox.send(source, response);
             return;
         }
-        stun::write_binding_success(&request.transaction_id, source, peer.ice.local_pwd.as_bytes(), &mut response);
+        stun::write_binding_success(
+            &request.transaction_id,
+            source,
+            peer.ice.local_pwd.as_bytes(),
+            &mut response,
+        );
         self.outbox.send(source, response);
         if peer.state == ConnectionState::Disconnected {
             return;
         }
-        let outcome = peer.ice.on_binding_request(source, request.use_candidate, self.now);
+        let outcome = peer
+            .ice
+            .on_binding_request(source, request.use_candidate, self.now);
         if outcome != BindingOutcome::Refreshed {
             self.by_address.insert(source, peer_id);
         }
@@ -644,7 +764,9 @@ impl Engine {
 
     /// Sends what DTLS queued and acts on how the handshake went.
     fn after_dtls(&mut self, peer_id: PeerId, outcome: DtlsOutcome) {
-        let Some(peer) = self.peers.get_mut(&peer_id) else { return };
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
         if let (Some(dtls), Some(destination)) = (peer.dtls.as_mut(), peer.ice.selected()) {
             while let Some(datagram) = dtls.poll_transmit() {
                 self.outbox.send_copy(destination, &datagram);
@@ -657,16 +779,25 @@ impl Engine {
                     self.disconnect(peer_id, "dtls_failed");
                     return;
                 };
-                let (outbound, inbound) =
-                    srtp::contexts_from_keying_material(profile, &keys.material, keys.we_are_client);
+                let (outbound, inbound) = srtp::contexts_from_keying_material(
+                    profile,
+                    &keys.material,
+                    keys.we_are_client,
+                );
                 peer.srtp_outbound = Some(outbound);
                 peer.srtp_inbound = Some(inbound);
                 peer.state = ConnectionState::Connected;
                 let remote = peer.ice.selected().unwrap_or(self.config.announced_addr);
-                self.events.push_back(Event::PeerConnected { peer: peer_id, remote });
+                self.events.push_back(Event::PeerConnected {
+                    peer: peer_id,
+                    remote,
+                });
                 // Subscriptions made before the path existed still need their first keyframe.
-                let subscribed: Vec<TrackId> =
-                    peer.slots.iter().filter_map(|s| s.subscription.as_ref().map(|sub| sub.track)).collect();
+                let subscribed: Vec<TrackId> = peer
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.subscription.as_ref().map(|sub| sub.track))
+                    .collect();
                 for track in subscribed {
                     self.send_keyframe_request(track, Some(peer_id), self.now, true);
                 }
@@ -677,7 +808,9 @@ impl Engine {
     }
 
     fn disconnect(&mut self, peer_id: PeerId, reason: &'static str) {
-        let Some(peer) = self.peers.get_mut(&peer_id) else { return };
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
         if peer.state == ConnectionState::Disconnected {
             return;
         }
@@ -691,14 +824,26 @@ impl Engine {
             }
         }
         self.end_peer_media(peer_id);
-        self.events.push_back(Event::PeerDisconnected { peer: peer_id, reason });
+        self.events.push_back(Event::PeerDisconnected {
+            peer: peer_id,
+            reason,
+        });
     }
 
     fn handle_rtp(&mut self, peer_id: PeerId, data: &[u8]) {
         let now = self.now;
         let now_ticks_base = now.saturating_duration_since(self.epoch);
-        let Engine { peers, tracks, outbox, scratch, stats, .. } = self;
-        let Some(peer) = peers.get_mut(&peer_id) else { return };
+        let Engine {
+            peers,
+            tracks,
+            outbox,
+            scratch,
+            stats,
+            ..
+        } = self;
+        let Some(peer) = peers.get_mut(&peer_id) else {
+            return;
+        };
         let Some(inbound) = peer.srtp_inbound.as_mut() else {
             stats.dropped_malformed += 1;
             return;
@@ -739,7 +884,9 @@ impl Engine {
             // We never NACK upstream yet, so RTX from a publisher is only bandwidth probing.
             return;
         };
-        let Some(track) = tracks.get_mut(&track_id) else { return };
+        let Some(track) = tracks.get_mut(&track_id) else {
+            return;
+        };
         if header.payload_end <= header.payload_start {
             // Padding-only packets probe bandwidth; they carry nothing to forward.
             return;
@@ -749,7 +896,9 @@ impl Engine {
             return;
         };
         let arrival = to_clock_units(now, peer.created_at, track.clock_rate);
-        track.receive.record(header.sequence, header.timestamp, arrival);
+        track
+            .receive
+            .record(header.sequence, header.timestamp, arrival);
         track.last_packet_at = Some(now);
         if let Some(cache) = track.cache.as_mut() {
             cache.insert(header.sequence, scratch);
@@ -763,27 +912,50 @@ impl Engine {
         };
 
         for &(subscriber_id, slot_index) in &track.subscribers {
-            let Some(subscriber) = peers.get_mut(&subscriber_id) else { continue };
-            let Some(destination) = subscriber.ice.selected() else { continue };
+            let Some(subscriber) = peers.get_mut(&subscriber_id) else {
+                continue;
+            };
+            let Some(destination) = subscriber.ice.selected() else {
+                continue;
+            };
             if subscriber.state != ConnectionState::Connected {
                 continue;
             }
-            let Some(outbound) = subscriber.srtp_outbound.as_mut() else { continue };
-            let Some(slot) = subscriber.slots.get_mut(slot_index) else { continue };
-            let Some(payload_types) = slot.payload_types_for(codec.codec) else { continue };
-            let Some(subscription) = slot.subscription.as_mut() else { continue };
+            let Some(outbound) = subscriber.srtp_outbound.as_mut() else {
+                continue;
+            };
+            let Some(slot) = subscriber.slots.get_mut(slot_index) else {
+                continue;
+            };
+            let Some(payload_types) = slot.payload_types_for(codec.codec) else {
+                continue;
+            };
+            let Some(subscription) = slot.subscription.as_mut() else {
+                continue;
+            };
             if subscription.waiting_for_keyframe {
                 if !is_keyframe {
                     continue;
                 }
                 subscription.waiting_for_keyframe = false;
             }
-            let Some((sequence, timestamp)) = subscription.rewriter.rewrite(header.sequence, header.timestamp, now_ticks) else {
+            let Some((sequence, timestamp)) =
+                subscription
+                    .rewriter
+                    .rewrite(header.sequence, header.timestamp, now_ticks)
+            else {
                 continue;
             };
             subscription.has_sent = true;
             let mut out = outbox.buffer();
-            write_rtp_header(&mut out, header.marker, payload_types.pt, sequence, timestamp, slot.ssrc);
+            write_rtp_header(
+                &mut out,
+                header.marker,
+                payload_types.pt,
+                sequence,
+                timestamp,
+                slot.ssrc,
+            );
             out.extend_from_slice(payload);
             if outbound.protect_rtp(&mut out).is_err() {
                 outbox.free.push(out);
@@ -802,8 +974,17 @@ impl Engine {
         let now = self.now;
         let mut keyframe_requests: Vec<TrackId> = Vec::new();
         {
-            let Engine { peers, tracks, outbox, scratch, stats, .. } = self;
-            let Some(peer) = peers.get_mut(&peer_id) else { return };
+            let Engine {
+                peers,
+                tracks,
+                outbox,
+                scratch,
+                stats,
+                ..
+            } = self;
+            let Some(peer) = peers.get_mut(&peer_id) else {
+                return;
+            };
             let Some(inbound) = peer.srtp_inbound.as_mut() else {
                 stats.dropped_malformed += 1;
                 return;
@@ -831,7 +1012,9 @@ impl Engine {
                 };
                 match packet {
                     rtcp::RtcpPacket::SenderReport(report) => {
-                        if let Some(IncomingStream::Media(track_id)) = peer.incoming.get(&report.ssrc) {
+                        if let Some(IncomingStream::Media(track_id)) =
+                            peer.incoming.get(&report.ssrc)
+                        {
                             if let Some(track) = tracks.get_mut(track_id) {
                                 track.last_sender_report = Some(SenderReportInfo {
                                     ntp: report.ntp,
@@ -855,24 +1038,49 @@ impl Engine {
                     }
                     rtcp::RtcpPacket::Nack(nack) => {
                         peer.counters.nacks_received += 1;
-                        let Some(slot_index) = peer.slot_by_ssrc(nack.media_ssrc) else { continue };
-                        let Some(destination) = peer.ice.selected() else { continue };
-                        let Some(outbound) = peer.srtp_outbound.as_mut() else { continue };
+                        let Some(slot_index) = peer.slot_by_ssrc(nack.media_ssrc) else {
+                            continue;
+                        };
+                        let Some(destination) = peer.ice.selected() else {
+                            continue;
+                        };
+                        let Some(outbound) = peer.srtp_outbound.as_mut() else {
+                            continue;
+                        };
                         let slot = &mut peer.slots[slot_index];
-                        let Some(subscription) = slot.subscription.as_ref() else { continue };
-                        let Some(track) = tracks.get(&subscription.track) else { continue };
-                        let Some(cache) = track.cache.as_ref() else { continue };
+                        let Some(subscription) = slot.subscription.as_ref() else {
+                            continue;
+                        };
+                        let Some(track) = tracks.get(&subscription.track) else {
+                            continue;
+                        };
+                        let Some(cache) = track.cache.as_ref() else {
+                            continue;
+                        };
                         for lost in nack.lost() {
-                            let Some(original_sequence) = subscription.rewriter.original_sequence(lost) else {
+                            let Some(original_sequence) =
+                                subscription.rewriter.original_sequence(lost)
+                            else {
                                 continue;
                             };
-                            let Some(original) = cache.get(original_sequence) else { continue };
-                            let Ok(original_header) = rtp::parse_rtp(original) else { continue };
-                            let Some(codec) = track.codec_of(original_header.payload_type) else { continue };
-                            let Some(payload_types) = slot.payload_types_for(codec.codec) else { continue };
-                            let Some(offset) = subscription.rewriter.timestamp_offset() else { continue };
+                            let Some(original) = cache.get(original_sequence) else {
+                                continue;
+                            };
+                            let Ok(original_header) = rtp::parse_rtp(original) else {
+                                continue;
+                            };
+                            let Some(codec) = track.codec_of(original_header.payload_type) else {
+                                continue;
+                            };
+                            let Some(payload_types) = slot.payload_types_for(codec.codec) else {
+                                continue;
+                            };
+                            let Some(offset) = subscription.rewriter.timestamp_offset() else {
+                                continue;
+                            };
                             let timestamp = original_header.timestamp.wrapping_add(offset);
-                            let payload = &original[original_header.payload_start..original_header.payload_end];
+                            let payload = &original
+                                [original_header.payload_start..original_header.payload_end];
                             let mut out = outbox.buffer();
                             match (payload_types.rtx_pt, slot.rtx_ssrc) {
                                 (Some(rtx_pt), Some(rtx_ssrc)) => {
@@ -919,18 +1127,34 @@ impl Engine {
 
     /// Asks the publisher of `track_id` for a keyframe with a PLI, at most once per
     /// `keyframe_request_interval_ms` unless `force` (a new subscriber must not wait).
-    fn send_keyframe_request(&mut self, track_id: TrackId, by: Option<PeerId>, now: Instant, force: bool) {
+    fn send_keyframe_request(
+        &mut self,
+        track_id: TrackId,
+        by: Option<PeerId>,
+        now: Instant,
+        force: bool,
+    ) {
         let interval = Duration::from_millis(self.config.keyframe_request_interval_ms);
-        let Some(track) = self.tracks.get_mut(&track_id) else { return };
+        let Some(track) = self.tracks.get_mut(&track_id) else {
+            return;
+        };
         if track.kind != MediaKind::Video {
             return;
         }
-        if !force && track.last_keyframe_request.is_some_and(|at| now < at + interval) {
+        if !force
+            && track
+                .last_keyframe_request
+                .is_some_and(|at| now < at + interval)
+        {
             return;
         }
         let Some(media_ssrc) = track.ssrc else { return };
-        let Some(publisher) = self.peers.get_mut(&track.publisher) else { return };
-        let (Some(outbound), Some(destination)) = (publisher.srtp_outbound.as_mut(), publisher.ice.selected()) else {
+        let Some(publisher) = self.peers.get_mut(&track.publisher) else {
+            return;
+        };
+        let (Some(outbound), Some(destination)) =
+            (publisher.srtp_outbound.as_mut(), publisher.ice.selected())
+        else {
             return;
         };
         track.last_keyframe_request = Some(now);
@@ -941,7 +1165,10 @@ impl Engine {
         }
         publisher.counters.keyframe_requests_sent += 1;
         self.outbox.send(destination, out);
-        self.events.push_back(Event::KeyframeRequested { track: track_id, by });
+        self.events.push_back(Event::KeyframeRequested {
+            track: track_id,
+            by,
+        });
     }
 
     /// Timers: DTLS retransmissions, consent expiry and periodic RTCP reports.
@@ -951,11 +1178,20 @@ impl Engine {
         // Reused so that timers, like packets, allocate nothing in steady state.
         let mut live = std::mem::take(&mut self.live_peers_scratch);
         live.clear();
-        live.extend(self.peers.iter().filter(|(_, p)| p.state != ConnectionState::Disconnected).map(|(id, _)| *id));
+        live.extend(
+            self.peers
+                .iter()
+                .filter(|(_, p)| p.state != ConnectionState::Disconnected)
+                .map(|(id, _)| *id),
+        );
         for &id in &live {
-            let Some(peer) = self.peers.get_mut(&id) else { continue };
-            let consent_deadline =
-                peer.ice.consent_expires_at(consent_timeout).unwrap_or(peer.created_at + consent_timeout);
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            let consent_deadline = peer
+                .ice
+                .consent_expires_at(consent_timeout)
+                .unwrap_or(peer.created_at + consent_timeout);
             if now >= consent_deadline {
                 self.disconnect(id, "consent_expired");
                 continue;
@@ -966,7 +1202,9 @@ impl Engine {
                     self.after_dtls(id, outcome);
                 }
             }
-            let Some(peer) = self.peers.get_mut(&id) else { continue };
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
             if peer.is_connected() && now >= peer.next_report_at {
                 peer.next_report_at = now + REPORT_INTERVAL;
                 self.send_reports(id);
@@ -979,22 +1217,40 @@ impl Engine {
     /// report for the streams it publishes, and our CNAME.
     fn send_reports(&mut self, peer_id: PeerId) {
         let now = self.now;
-        let Engine { peers, tracks, outbox, report_blocks, .. } = self;
-        let Some(peer) = peers.get_mut(&peer_id) else { return };
-        let Some(destination) = peer.ice.selected() else { return };
+        let Engine {
+            peers,
+            tracks,
+            outbox,
+            report_blocks,
+            ..
+        } = self;
+        let Some(peer) = peers.get_mut(&peer_id) else {
+            return;
+        };
+        let Some(destination) = peer.ice.selected() else {
+            return;
+        };
         if peer.srtp_outbound.is_none() {
             return;
         }
         let mut out = outbox.buffer();
         let mut first_sender: Option<u32> = None;
         for slot in &peer.slots {
-            let Some(subscription) = slot.subscription.as_ref() else { continue };
+            let Some(subscription) = slot.subscription.as_ref() else {
+                continue;
+            };
             if !subscription.has_sent || out.len() > 1000 {
                 continue;
             }
-            let Some(track) = tracks.get(&subscription.track) else { continue };
-            let Some(report) = track.last_sender_report else { continue };
-            let Some(timestamp_offset) = subscription.rewriter.timestamp_offset() else { continue };
+            let Some(track) = tracks.get(&subscription.track) else {
+                continue;
+            };
+            let Some(report) = track.last_sender_report else {
+                continue;
+            };
+            let Some(timestamp_offset) = subscription.rewriter.timestamp_offset() else {
+                continue;
+            };
             // Extrapolate the publisher's NTP/RTP pair to now so the report is fresh, then map
             // the RTP time into this subscriber's timeline; both clocks move together, so lip
             // sync survives the rewrite.
@@ -1002,16 +1258,30 @@ impl Engine {
             let ntp = report.ntp.wrapping_add(duration_to_ntp(elapsed));
             let rtp_now = report
                 .rtp_timestamp
-                .wrapping_add((elapsed.as_micros() as u64 * track.clock_rate as u64 / 1_000_000) as u32)
+                .wrapping_add(
+                    (elapsed.as_micros() as u64 * track.clock_rate as u64 / 1_000_000) as u32,
+                )
                 .wrapping_add(timestamp_offset);
-            rtcp::write_sender_report(&mut out, slot.ssrc, ntp, rtp_now, slot.packets_sent, slot.octets_sent, &[]);
+            rtcp::write_sender_report(
+                &mut out,
+                slot.ssrc,
+                ntp,
+                rtp_now,
+                slot.packets_sent,
+                slot.octets_sent,
+                &[],
+            );
             first_sender.get_or_insert(slot.ssrc);
         }
         let blocks = report_blocks;
         blocks.clear();
         for track_id in peer.published_tracks() {
-            let Some(track) = tracks.get_mut(&track_id) else { continue };
-            let (Some(ssrc), true) = (track.ssrc, track.receive.has_data()) else { continue };
+            let Some(track) = tracks.get_mut(&track_id) else {
+                continue;
+            };
+            let (Some(ssrc), true) = (track.ssrc, track.receive.has_data()) else {
+                continue;
+            };
             let loss = track.receive.report();
             let (last_sr, delay_since_last_sr) = match track.last_sender_report {
                 Some(sr) => {
@@ -1038,8 +1308,14 @@ impl Engine {
                 rtcp::write_receiver_report(&mut out, peer.rtcp_ssrc, &[]);
             }
         }
-        rtcp::write_sdes_cname(&mut out, first_sender.unwrap_or(peer.rtcp_ssrc), &peer.cname);
-        let Some(outbound) = peer.srtp_outbound.as_mut() else { return };
+        rtcp::write_sdes_cname(
+            &mut out,
+            first_sender.unwrap_or(peer.rtcp_ssrc),
+            &peer.cname,
+        );
+        let Some(outbound) = peer.srtp_outbound.as_mut() else {
+            return;
+        };
         if outbound.protect_rtcp(&mut out).is_err() {
             return;
         }
@@ -1067,19 +1343,34 @@ fn payload_types_of(offered: &sdp::MediaSection, decision: &sdp::AnswerMedia) ->
         .iter()
         .filter_map(|c| {
             let codec = CodecKind::from_name(&c.name)?;
-            Some(PayloadTypes { codec, pt: c.payload_type, rtx_pt: offered.rtx_for(c.payload_type) })
+            Some(PayloadTypes {
+                codec,
+                pt: c.payload_type,
+                rtx_pt: offered.rtx_for(c.payload_type),
+            })
         })
         .collect()
 }
 
 /// The primary and RTX SSRC a publisher's m-line announced (`a=ssrc-group:FID` or lone `a=ssrc`).
 fn announced_ssrcs(offered: &sdp::MediaSection) -> (Option<u32>, Option<u32>) {
-    if let Some(group) = offered.ssrc_groups.iter().find(|g| g.semantics.eq_ignore_ascii_case("FID")) {
+    if let Some(group) = offered
+        .ssrc_groups
+        .iter()
+        .find(|g| g.semantics.eq_ignore_ascii_case("FID"))
+    {
         return (group.ssrcs.first().copied(), group.ssrcs.get(1).copied());
     }
-    if offered.ssrc_groups.iter().any(|g| g.semantics.eq_ignore_ascii_case("SIM")) {
+    if offered
+        .ssrc_groups
+        .iter()
+        .any(|g| g.semantics.eq_ignore_ascii_case("SIM"))
+    {
         // Simulcast by SSRC: forward the first layer until layer selection exists.
-        let first = offered.ssrc_groups.iter().find(|g| g.semantics.eq_ignore_ascii_case("SIM"));
+        let first = offered
+            .ssrc_groups
+            .iter()
+            .find(|g| g.semantics.eq_ignore_ascii_case("SIM"));
         return (first.and_then(|g| g.ssrcs.first().copied()), None);
     }
     (offered.ssrcs.first().map(|l| l.ssrc), None)
@@ -1115,14 +1406,16 @@ fn bind_unknown_ssrc(
         let matches = |v: Option<&[u8]>| v == Some(wanted.as_bytes());
         if matches(repaired) {
             track.rtx_ssrc = Some(header.ssrc);
-            peer.incoming.insert(header.ssrc, IncomingStream::Retransmission(track_id));
+            peer.incoming
+                .insert(header.ssrc, IncomingStream::Retransmission(track_id));
             return Some(IncomingStream::Retransmission(track_id));
         }
         if !matches(rid) {
             return None;
         }
     } else if repaired.is_some() {
-        peer.incoming.insert(header.ssrc, IncomingStream::Retransmission(track_id));
+        peer.incoming
+            .insert(header.ssrc, IncomingStream::Retransmission(track_id));
         return Some(IncomingStream::Retransmission(track_id));
     }
     if track.ssrc.is_some_and(|s| s != header.ssrc) {
@@ -1132,7 +1425,8 @@ fn bind_unknown_ssrc(
         }
     }
     track.ssrc = Some(header.ssrc);
-    peer.incoming.insert(header.ssrc, IncomingStream::Media(track_id));
+    peer.incoming
+        .insert(header.ssrc, IncomingStream::Media(track_id));
     Some(IncomingStream::Media(track_id))
 }
 
@@ -1143,7 +1437,14 @@ fn subscribed_track(peer: &Peer, media_ssrc: u32) -> Option<TrackId> {
 
 /// A 12-byte RTP header with no CSRCs and no extensions: subscribers demultiplex by the SSRCs our
 /// answer announced, so the publisher's extensions (its MID among them) are not forwarded.
-fn write_rtp_header(out: &mut Vec<u8>, marker: bool, payload_type: u8, sequence: u16, timestamp: u32, ssrc: u32) {
+fn write_rtp_header(
+    out: &mut Vec<u8>,
+    marker: bool,
+    payload_type: u8,
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+) {
     out.push(0x80);
     out.push(((marker as u8) << 7) | (payload_type & 0x7f));
     out.extend_from_slice(&sequence.to_be_bytes());

@@ -10,11 +10,23 @@ pub enum SfuError {
     UnknownTrack(TrackId),
     /// The remote SDP could not be parsed or cannot be answered; the string says why.
     InvalidSdp(String),
-    InvalidState { peer: PeerId, state: &'static str },
+    InvalidState {
+        peer: PeerId,
+        state: &'static str,
+    },
     /// No free receive slot (recvonly m-line) of the track's kind on the subscriber.
-    NoFreeSlot { peer: PeerId, track: TrackId },
-    AlreadySubscribed { peer: PeerId, track: TrackId },
-    NotSubscribed { peer: PeerId, track: TrackId },
+    NoFreeSlot {
+        peer: PeerId,
+        track: TrackId,
+    },
+    AlreadySubscribed {
+        peer: PeerId,
+        track: TrackId,
+    },
+    NotSubscribed {
+        peer: PeerId,
+        track: TrackId,
+    },
     /// Certificate generation or another crypto setup step failed.
     Crypto(String),
 }
@@ -43,9 +55,14 @@ impl fmt::Display for SfuError {
             SfuError::InvalidSdp(why) => write!(f, "invalid SDP: {why}"),
             SfuError::InvalidState { peer, state } => write!(f, "{peer} is {state}"),
             SfuError::NoFreeSlot { peer, track } => {
-                write!(f, "{peer} has no free receive m-line for {track}; renegotiate first")
+                write!(
+                    f,
+                    "{peer} has no free receive m-line for {track}; renegotiate first"
+                )
             }
-            SfuError::AlreadySubscribed { peer, track } => write!(f, "{peer} already receives {track}"),
+            SfuError::AlreadySubscribed { peer, track } => {
+                write!(f, "{peer} already receives {track}")
+            }
             SfuError::NotSubscribed { peer, track } => write!(f, "{peer} does not receive {track}"),
             SfuError::Crypto(why) => write!(f, "crypto failure: {why}"),
         }

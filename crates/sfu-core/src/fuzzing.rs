@@ -38,15 +38,20 @@ thread_local! {
 /// Feeds the datagram to a long-lived engine that has one peer with an applied offer, from one
 /// of two source addresses chosen by the first byte.
 pub fn engine_datagram(data: &[u8]) {
-    let Some((&selector, datagram)) = data.split_first() else { return };
+    let Some((&selector, datagram)) = data.split_first() else {
+        return;
+    };
     ENGINE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let (engine, now) = slot.get_or_insert_with(|| {
             // A fuzz harness, not the engine: any starting instant will do.
             #[allow(clippy::disallowed_methods)]
             let start = Instant::now();
-            let mut engine =
-                Engine::new(EngineConfig::new(SocketAddr::from(([127, 0, 0, 1], 40000))), start).expect("engine");
+            let mut engine = Engine::new(
+                EngineConfig::new(SocketAddr::from(([127, 0, 0, 1], 40000))),
+                start,
+            )
+            .expect("engine");
             let peer = engine.create_peer(start);
             // A failed offer is fine: the peer still exists with its ICE credentials.
             let _ = engine.apply_offer(peer, FUZZ_OFFER, start);
@@ -54,7 +59,11 @@ pub fn engine_datagram(data: &[u8]) {
         });
         *now += Duration::from_millis(1);
         let source = SocketAddr::from(([127, 0, 0, 1], 5000 + (selector & 1) as u16));
-        engine.handle_input(Input::Datagram { at: *now, source, data: datagram });
+        engine.handle_input(Input::Datagram {
+            at: *now,
+            source,
+            data: datagram,
+        });
         loop {
             match engine.poll_output() {
                 Output::Transmit(transmit) => engine.recycle(transmit.contents),

@@ -31,11 +31,23 @@ pub enum BindingOutcome {
 
 impl IceLite {
     pub fn new(local_ufrag: String, local_pwd: String) -> Self {
-        IceLite { local_ufrag, local_pwd, remote_ufrag: None, validated: Vec::new(), selected: None, last_consent: None }
+        IceLite {
+            local_ufrag,
+            local_pwd,
+            remote_ufrag: None,
+            validated: Vec::new(),
+            selected: None,
+            last_consent: None,
+        }
     }
 
     /// Records a check from `source` that passed MESSAGE-INTEGRITY.
-    pub fn on_binding_request(&mut self, source: SocketAddr, use_candidate: bool, now: Instant) -> BindingOutcome {
+    pub fn on_binding_request(
+        &mut self,
+        source: SocketAddr,
+        use_candidate: bool,
+        now: Instant,
+    ) -> BindingOutcome {
         self.last_consent = Some(now);
         let newly_validated = if self.validated.contains(&source) {
             false
@@ -92,19 +104,31 @@ mod tests {
 
     #[test]
     fn the_first_checked_address_is_selected_until_another_is_nominated() {
-        let now = Instant::now();
+        let now = crate::test_epoch();
         let mut ice = IceLite::new("u".into(), "p".into());
-        assert_eq!(ice.on_binding_request(addr(1), false, now), BindingOutcome::Nominated);
-        assert_eq!(ice.on_binding_request(addr(2), false, now), BindingOutcome::Validated);
+        assert_eq!(
+            ice.on_binding_request(addr(1), false, now),
+            BindingOutcome::Nominated
+        );
+        assert_eq!(
+            ice.on_binding_request(addr(2), false, now),
+            BindingOutcome::Validated
+        );
         assert_eq!(ice.selected(), Some(addr(1)));
-        assert_eq!(ice.on_binding_request(addr(2), true, now), BindingOutcome::Nominated);
+        assert_eq!(
+            ice.on_binding_request(addr(2), true, now),
+            BindingOutcome::Nominated
+        );
         assert_eq!(ice.selected(), Some(addr(2)));
-        assert_eq!(ice.on_binding_request(addr(2), true, now), BindingOutcome::Refreshed);
+        assert_eq!(
+            ice.on_binding_request(addr(2), true, now),
+            BindingOutcome::Refreshed
+        );
     }
 
     #[test]
     fn unchecked_addresses_are_not_validated_and_the_list_is_bounded() {
-        let now = Instant::now();
+        let now = crate::test_epoch();
         let mut ice = IceLite::new("u".into(), "p".into());
         assert!(!ice.is_validated(&addr(9)));
         for port in 0..20 {
@@ -116,10 +140,13 @@ mod tests {
 
     #[test]
     fn consent_expires_thirty_seconds_after_the_last_check() {
-        let now = Instant::now();
+        let now = crate::test_epoch();
         let mut ice = IceLite::new("u".into(), "p".into());
         assert_eq!(ice.consent_expires_at(Duration::from_secs(30)), None);
         ice.on_binding_request(addr(1), true, now);
-        assert_eq!(ice.consent_expires_at(Duration::from_secs(30)), Some(now + Duration::from_secs(30)));
+        assert_eq!(
+            ice.consent_expires_at(Duration::from_secs(30)),
+            Some(now + Duration::from_secs(30))
+        );
     }
 }

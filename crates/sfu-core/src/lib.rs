@@ -10,23 +10,30 @@
 //! network input; bad datagrams are dropped and counted in [`EngineStats`].
 
 pub mod api;
+pub mod dtls;
+pub mod engine;
+pub mod error;
 pub mod forward;
 pub mod fuzzing;
+pub mod ice;
+pub mod ids;
+pub mod peer;
+pub mod receive_stats;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod srtp;
 pub mod stun;
-pub mod dtls;
-pub mod engine;
-pub mod error;
-pub mod ice;
-pub mod peer;
-pub mod receive_stats;
 pub mod track;
-pub mod ids;
 
 pub use api::{EngineConfig, EngineStats, Event, Input, Output, PeerStats, Subscription, Transmit};
 pub use engine::Engine;
 pub use error::SfuError;
 pub use ids::{MediaKind, PeerId, Ssrc, TrackId};
+
+/// A starting instant for unit tests; any will do, since time only moves by inputs.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn test_epoch() -> std::time::Instant {
+    std::time::Instant::now()
+}

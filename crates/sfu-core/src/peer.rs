@@ -86,7 +86,10 @@ pub struct SendSlot {
 
 impl SendSlot {
     pub fn payload_types_for(&self, codec: CodecKind) -> Option<PayloadTypes> {
-        self.payload_types.iter().copied().find(|p| p.codec == codec)
+        self.payload_types
+            .iter()
+            .copied()
+            .find(|p| p.codec == codec)
     }
 }
 

@@ -47,7 +47,10 @@ impl ReceiveStats {
         if let Some(last) = self.last_transit {
             let d = (transit - last).unsigned_abs().min(u32::MAX as u64) as u32;
             // J += (|D| - J) / 16, kept in q4 fixed point.
-            self.jitter_q4 = self.jitter_q4.wrapping_add(d).wrapping_sub((self.jitter_q4 + 8) >> 4);
+            self.jitter_q4 = self
+                .jitter_q4
+                .wrapping_add(d)
+                .wrapping_sub((self.jitter_q4 + 8) >> 4);
         }
         self.last_transit = Some(transit);
     }
@@ -59,7 +62,9 @@ impl ReceiveStats {
     /// Builds the numbers for a report and starts a new interval for `fraction_lost`.
     pub fn report(&mut self) -> LossReport {
         let extended_highest_seq = self.cycles | self.max_seq as u32;
-        let expected = extended_highest_seq.wrapping_sub(self.base_seq).wrapping_add(1);
+        let expected = extended_highest_seq
+            .wrapping_sub(self.base_seq)
+            .wrapping_add(1);
         let lost = expected as i64 - self.received as i64;
         let expected_interval = expected.wrapping_sub(self.expected_prior);
         let received_interval = self.received.wrapping_sub(self.received_prior);

@@ -38,6 +38,9 @@ pub struct Track {
 
 impl Track {
     pub fn codec_of(&self, payload_type: u8) -> Option<PayloadTypes> {
-        self.payload_types.iter().copied().find(|p| p.pt == payload_type)
+        self.payload_types
+            .iter()
+            .copied()
+            .find(|p| p.pt == payload_type)
     }
 }

@@ -8,8 +8,11 @@ use std::time::Duration;
 fn connected(net: &mut SimNetwork, name: &str, port: u16, publisher: bool) -> (usize, PeerId) {
     let index = net.add_peer(SimPeer::new(name, port));
     let peer = net.engine.create_peer(net.now);
-    let offer =
-        if publisher { net.peers[index].publisher_offer() } else { net.peers[index].subscriber_offer(1, 1) };
+    let offer = if publisher {
+        net.peers[index].publisher_offer()
+    } else {
+        net.peers[index].subscriber_offer(1, 1)
+    };
     let answer = net.engine.apply_offer(peer, &offer, net.now).unwrap();
     net.peers[index].apply_answer(&answer);
     net.connect(index);
@@ -20,11 +23,22 @@ fn connected(net: &mut SimNetwork, name: &str, port: u16, publisher: bool) -> (u
 fn broken_sdp_is_a_typed_error() {
     let mut net = SimNetwork::new(1);
     let peer = net.engine.create_peer(net.now);
-    for offer in ["", "garbage", "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "\u{0}\u{1}\u{2}"] {
+    for offer in [
+        "",
+        "garbage",
+        "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+        "\u{0}\u{1}\u{2}",
+    ] {
         let err = net.engine.apply_offer(peer, offer, net.now).unwrap_err();
         assert_eq!(err.code(), "invalid_sdp", "{offer:?}");
     }
-    assert_eq!(net.engine.apply_offer(PeerId(999), "v=0", net.now).unwrap_err().code(), "peer_not_found");
+    assert_eq!(
+        net.engine
+            .apply_offer(PeerId(999), "v=0", net.now)
+            .unwrap_err()
+            .code(),
+        "peer_not_found"
+    );
 }
 
 #[test]
@@ -36,13 +50,21 @@ fn a_peer_whose_certificate_does_not_match_its_fingerprint_is_refused() {
     let other = SimPeer::new("other", 6001);
     let offer = net.peers[index].publisher_offer();
     let theirs = other.publisher_offer();
-    let fingerprint_line = |sdp: &str| sdp.lines().find(|l| l.starts_with("a=fingerprint")).unwrap().to_owned();
+    let fingerprint_line = |sdp: &str| {
+        sdp.lines()
+            .find(|l| l.starts_with("a=fingerprint"))
+            .unwrap()
+            .to_owned()
+    };
     let forged = offer.replace(&fingerprint_line(&offer), &fingerprint_line(&theirs));
     let answer = net.engine.apply_offer(peer, &forged, net.now).unwrap();
     net.peers[index].apply_answer(&answer);
     net.connect(index);
     assert!(!net.engine.peer_stats(peer).unwrap().connected);
-    assert!(net.events.iter().any(|e| matches!(e, Event::PeerDisconnected { peer: p, .. } if *p == peer)));
+    assert!(net
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::PeerDisconnected { peer: p, .. } if *p == peer)));
 }
 
 #[test]
@@ -54,7 +76,10 @@ fn datagrams_from_an_address_that_passed_no_check_are_dropped() {
     net.peers[alice].send_rtp(OPUS_PT, AUDIO_SSRC, 1, 960, false, &[1, 2, 3]);
     net.peers[alice].address = "127.0.0.1:7777".parse().unwrap();
     net.run();
-    assert_eq!(net.engine.stats().dropped_unknown_source, dropped_before + 1);
+    assert_eq!(
+        net.engine.stats().dropped_unknown_source,
+        dropped_before + 1
+    );
     assert_eq!(net.engine.stats().packets_received, 0);
 }
 
@@ -63,7 +88,11 @@ fn a_replayed_srtp_packet_is_dropped() {
     let mut net = SimNetwork::new(4);
     let (alice, _) = connected(&mut net, "alice", 5000, true);
     net.peers[alice].send_rtp(OPUS_PT, AUDIO_SSRC, 1, 960, false, &[1, 2, 3]);
-    let copy = net.peers[alice].pending_datagrams().back().cloned().unwrap();
+    let copy = net.peers[alice]
+        .pending_datagrams()
+        .back()
+        .cloned()
+        .unwrap();
     net.run();
     net.peers[alice].send_raw(copy);
     net.run();
@@ -84,7 +113,10 @@ fn a_peer_silent_past_consent_freshness_is_disconnected() {
         .events
         .iter()
         .any(|e| matches!(e, Event::PeerDisconnected { peer: p, reason: "consent_expired" } if *p == peer)));
-    assert!(net.events.iter().any(|e| matches!(e, Event::TrackEnded { .. })));
+    assert!(net
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::TrackEnded { .. })));
 }
 
 #[test]
@@ -108,7 +140,11 @@ fn garbage_on_the_port_never_panics_and_media_keeps_flowing() {
         .events
         .iter()
         .find_map(|e| match e {
-            Event::TrackPublished { track, kind: sfu_core::MediaKind::Audio, .. } => Some(*track),
+            Event::TrackPublished {
+                track,
+                kind: sfu_core::MediaKind::Audio,
+                ..
+            } => Some(*track),
             _ => None,
         })
         .unwrap();
@@ -143,10 +179,20 @@ fn garbage_on_the_port_never_panics_and_media_keeps_flowing() {
     }
     let before = net.peers[bob].received_rtp.len();
     for seq in 0..5u16 {
-        net.peers[alice].send_rtp(OPUS_PT, AUDIO_SSRC, 500 + seq, seq as u32 * 960, false, &[9, 9, 9]);
+        net.peers[alice].send_rtp(
+            OPUS_PT,
+            AUDIO_SSRC,
+            500 + seq,
+            seq as u32 * 960,
+            false,
+            &[9, 9, 9],
+        );
     }
     net.run();
     assert_eq!(net.peers[bob].received_rtp.len(), before + 5);
     let stats = net.engine.stats();
-    assert!(stats.dropped_malformed + stats.dropped_srtp_auth + stats.stun_rejected > 1000, "{stats:?}");
+    assert!(
+        stats.dropped_malformed + stats.dropped_srtp_auth + stats.stun_rejected > 1000,
+        "{stats:?}"
+    );
 }

@@ -47,7 +47,11 @@ fn forwarding_to_ten_subscribers_allocates_nothing_per_packet() {
         .events
         .iter()
         .find_map(|e| match e {
-            Event::TrackPublished { track, kind: MediaKind::Video, .. } => Some(*track),
+            Event::TrackPublished {
+                track,
+                kind: MediaKind::Video,
+                ..
+            } => Some(*track),
             _ => None,
         })
         .unwrap();
@@ -65,7 +69,14 @@ fn forwarding_to_ten_subscribers_allocates_nothing_per_packet() {
     // Pre-encrypt the publisher's packets: the sender's own work is not the engine's.
     let datagrams: Vec<Vec<u8>> = (0..2000u16)
         .map(|seq| {
-            net.peers[alice].send_rtp(VP8_PT, VIDEO_SSRC, seq, seq as u32 * 3000, true, &vp8_payload(seq % 500 == 0, 7, 1100));
+            net.peers[alice].send_rtp(
+                VP8_PT,
+                VIDEO_SSRC,
+                seq,
+                seq as u32 * 3000,
+                true,
+                &vp8_payload(seq % 500 == 0, 7, 1100),
+            );
             net.peers[alice].take_pending().unwrap()
         })
         .collect();
@@ -79,15 +90,27 @@ fn forwarding_to_ten_subscribers_allocates_nothing_per_packet() {
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
     println!("forwarded {measured} packets with {allocations} allocations");
     assert!(measured >= 10_000, "forwarded {measured}");
-    assert_eq!(allocations, 0, "allocations per forwarded packet must be zero");
+    assert_eq!(
+        allocations, 0,
+        "allocations per forwarded packet must be zero"
+    );
 }
 
 /// Feeds `datagrams` from `source`, 1 ms apart, sending nothing anywhere; returns datagrams sent.
-fn pump(engine: &mut sfu_core::Engine, datagrams: &[Vec<u8>], source: std::net::SocketAddr, now: &mut std::time::Instant) -> usize {
+fn pump(
+    engine: &mut sfu_core::Engine,
+    datagrams: &[Vec<u8>],
+    source: std::net::SocketAddr,
+    now: &mut std::time::Instant,
+) -> usize {
     let mut sent = 0;
     for datagram in datagrams {
         *now += std::time::Duration::from_millis(1);
-        engine.handle_input(sfu_core::Input::Datagram { at: *now, source, data: datagram });
+        engine.handle_input(sfu_core::Input::Datagram {
+            at: *now,
+            source,
+            data: datagram,
+        });
         loop {
             match engine.poll_output() {
                 sfu_core::Output::Transmit(transmit) => {

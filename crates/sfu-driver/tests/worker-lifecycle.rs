@@ -147,7 +147,10 @@ fn an_engine_panic_restarts_the_worker_and_it_keeps_serving() {
     assert_eq!(handle.local_addr(), address, "the same socket serves on");
     assert_eq!(handle.stats().unwrap().worker_restarts, 1);
     let new_peer = handle.create_peer().expect("the new engine takes commands");
-    assert!(new_peer > peer, "ids of the dead engine are never reused ({new_peer:?} after {peer:?})");
+    assert!(
+        new_peer > peer,
+        "ids of the dead engine are never reused ({new_peer:?} after {peer:?})"
+    );
     let (client, worker) = client_for(&handle);
     let before = handle.stats().unwrap().io.datagrams_received;
     client.send_to(&[0xff; 4], worker).unwrap();

@@ -10,7 +10,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The engine's address on the simulated network.
-pub const SERVER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)), 40000);
+pub const SERVER: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+    40000,
+);
 
 /// An RTP packet a simulated peer decrypted.
 #[derive(Debug, Clone)]
@@ -88,7 +91,9 @@ impl SimPeer {
              a={direction}\r\na=rtcp-mux\r\na=rtpmap:{OPUS_PT} opus/48000/2\r\na=fmtp:{OPUS_PT} minptime=10;useinbandfec=1\r\n"
         );
         if let Some(ssrc) = ssrc {
-            s.push_str(&format!("a=msid:sim-stream sim-audio\r\na=ssrc:{ssrc} cname:sim\r\n"));
+            s.push_str(&format!(
+                "a=msid:sim-stream sim-audio\r\na=ssrc:{ssrc} cname:sim\r\n"
+            ));
         }
         s
     }
@@ -110,7 +115,10 @@ impl SimPeer {
 
     fn offer(&self, sections: Vec<(String, String)>) -> String {
         let mids: Vec<&str> = sections.iter().map(|(mid, _)| mid.as_str()).collect();
-        let header = self.session_header().replace("{BUNDLE}", &format!("a=group:BUNDLE {}\r\n", mids.join(" ")));
+        let header = self.session_header().replace(
+            "{BUNDLE}",
+            &format!("a=group:BUNDLE {}\r\n", mids.join(" ")),
+        );
         sections.iter().fold(header, |mut acc, (_, s)| {
             acc.push_str(s);
             acc
@@ -120,8 +128,14 @@ impl SimPeer {
     /// A browser publishing one microphone and one camera (sendonly, with SSRCs announced).
     pub fn publisher_offer(&self) -> String {
         self.offer(vec![
-            ("0".into(), Self::audio_section("0", "sendonly", Some(AUDIO_SSRC))),
-            ("1".into(), Self::video_section("1", "sendonly", Some((VIDEO_SSRC, VIDEO_RTX_SSRC)))),
+            (
+                "0".into(),
+                Self::audio_section("0", "sendonly", Some(AUDIO_SSRC)),
+            ),
+            (
+                "1".into(),
+                Self::video_section("1", "sendonly", Some((VIDEO_SSRC, VIDEO_RTX_SSRC))),
+            ),
         ])
     }
 
@@ -141,10 +155,16 @@ impl SimPeer {
 
     pub fn apply_answer(&mut self, answer_text: &str) {
         let answer = sdp::parse(answer_text).expect("the engine's answer parses");
-        let (ufrag, pwd) = answer.ice_credentials().expect("answer has ICE credentials");
+        let (ufrag, pwd) = answer
+            .ice_credentials()
+            .expect("answer has ICE credentials");
         self.remote_ufrag = ufrag.to_owned();
         self.remote_pwd = pwd.to_owned();
-        let fingerprint = answer.effective_fingerprint().expect("answer has a fingerprint").value.clone();
+        let fingerprint = answer
+            .effective_fingerprint()
+            .expect("answer has a fingerprint")
+            .value
+            .clone();
         let role = match answer.effective_setup() {
             Some(sdp::Setup::Active) => DtlsRole::Server,
             _ => DtlsRole::Client,
@@ -161,7 +181,12 @@ impl SimPeer {
         let mut transaction_id = [0u8; 12];
         transaction_id[..4].copy_from_slice(&self.transaction.to_be_bytes());
         let username = format!("{}:{}", self.remote_ufrag, self.ice_ufrag);
-        let request = binding_request(&transaction_id, &username, self.remote_pwd.as_bytes(), use_candidate);
+        let request = binding_request(
+            &transaction_id,
+            &username,
+            self.remote_pwd.as_bytes(),
+            use_candidate,
+        );
         self.outbox.push_back(request);
     }
 
@@ -180,7 +205,15 @@ impl SimPeer {
         self.outbox.push_back(data);
     }
 
-    pub fn send_rtp(&mut self, payload_type: u8, ssrc: u32, sequence: u16, timestamp: u32, marker: bool, payload: &[u8]) {
+    pub fn send_rtp(
+        &mut self,
+        payload_type: u8,
+        ssrc: u32,
+        sequence: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+    ) {
         let mut packet = Vec::with_capacity(1500);
         packet.push(0x80);
         packet.push(((marker as u8) << 7) | payload_type);
@@ -188,14 +221,20 @@ impl SimPeer {
         packet.extend_from_slice(&timestamp.to_be_bytes());
         packet.extend_from_slice(&ssrc.to_be_bytes());
         packet.extend_from_slice(payload);
-        let outbound = self.srtp_outbound.as_mut().expect("connected before sending media");
+        let outbound = self
+            .srtp_outbound
+            .as_mut()
+            .expect("connected before sending media");
         outbound.protect_rtp(&mut packet).expect("protect");
         self.outbox.push_back(packet);
     }
 
     /// Queues an RTCP compound packet (plain; protected here).
     pub fn send_rtcp(&mut self, mut packet: Vec<u8>) {
-        let outbound = self.srtp_outbound.as_mut().expect("connected before sending RTCP");
+        let outbound = self
+            .srtp_outbound
+            .as_mut()
+            .expect("connected before sending RTCP");
         outbound.protect_rtcp(&mut packet).expect("protect");
         self.outbox.push_back(packet);
     }
@@ -204,12 +243,16 @@ impl SimPeer {
         match data.first() {
             Some(0..=3) => {} // STUN responses: the check worked.
             Some(20..=63) => {
-                let Some(dtls) = self.dtls.as_mut() else { return };
+                let Some(dtls) = self.dtls.as_mut() else {
+                    return;
+                };
                 let outcome = dtls.handle_datagram(now, data);
                 self.after_dtls(outcome);
             }
             Some(128..=191) => {
-                let Some(inbound) = self.srtp_inbound.as_mut() else { return };
+                let Some(inbound) = self.srtp_inbound.as_mut() else {
+                    return;
+                };
                 let mut buffer = data.to_vec();
                 if data.len() > 1 && (192..=223).contains(&data[1]) {
                     if let Ok(len) = inbound.unprotect_rtcp(&mut buffer) {
@@ -242,7 +285,8 @@ impl SimPeer {
         }
         if let DtlsOutcome::Connected(keys) = outcome {
             let profile = srtp::SrtpProfile::from_dtls_id(keys.profile_id).expect("profile");
-            let (outbound, inbound) = srtp::contexts_from_keying_material(profile, &keys.material, keys.we_are_client);
+            let (outbound, inbound) =
+                srtp::contexts_from_keying_material(profile, &keys.material, keys.we_are_client);
             self.srtp_outbound = Some(outbound);
             self.srtp_inbound = Some(inbound);
             self.connected = true;
@@ -259,14 +303,22 @@ impl SimPeer {
     /// The SSRC the engine announced for the answer's m-line `mid`.
     pub fn announced_ssrc(&self, mid: &str) -> Option<u32> {
         let answer = self.answer.as_ref()?;
-        let section = answer.media.iter().find(|m| m.mid.as_deref() == Some(mid))?;
+        let section = answer
+            .media
+            .iter()
+            .find(|m| m.mid.as_deref() == Some(mid))?;
         section.ssrcs.first().map(|l| l.ssrc)
     }
 }
 
 /// A STUN Binding request from a controlling agent (RFC 8445 §7.1.2), written here rather than in
 /// sfu-core because the engine, being ICE-lite, never sends one.
-pub fn binding_request(transaction_id: &[u8; 12], username: &str, password: &[u8], use_candidate: bool) -> Vec<u8> {
+pub fn binding_request(
+    transaction_id: &[u8; 12],
+    username: &str,
+    password: &[u8],
+    use_candidate: bool,
+) -> Vec<u8> {
     let mut attributes = Vec::new();
     let mut push_attribute = |kind: u16, value: &[u8]| {
         attributes.extend_from_slice(&kind.to_be_bytes());
@@ -361,7 +413,11 @@ impl SimNetwork {
                 while let Some(datagram) = self.peers[i].outbox.pop_front() {
                     moved = true;
                     let source = self.peers[i].address;
-                    self.engine.handle_input(Input::Datagram { at: self.now, source, data: &datagram });
+                    self.engine.handle_input(Input::Datagram {
+                        at: self.now,
+                        source,
+                        data: &datagram,
+                    });
                 }
             }
             loop {
@@ -370,9 +426,17 @@ impl SimNetwork {
                         moved = true;
                         self.delivered_to_peers += 1;
                         let dropped = self.drop_every_nth_to_peers > 0
-                            && self.delivered_to_peers % self.drop_every_nth_to_peers == 0;
-                        match self.peers.iter_mut().find(|p| p.address == transmit.destination) {
-                            Some(peer) if !dropped => peer.handle_datagram(self.now, &transmit.contents),
+                            && self
+                                .delivered_to_peers
+                                .is_multiple_of(self.drop_every_nth_to_peers);
+                        match self
+                            .peers
+                            .iter_mut()
+                            .find(|p| p.address == transmit.destination)
+                        {
+                            Some(peer) if !dropped => {
+                                peer.handle_datagram(self.now, &transmit.contents)
+                            }
                             Some(_) => {}
                             None => self.undelivered += 1,
                         }
