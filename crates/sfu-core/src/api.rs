@@ -119,7 +119,9 @@ pub struct EngineConfig {
     pub announced_addr: SocketAddr,
     /// A peer silent this long (no STUN consent) is disconnected. Default 30 s.
     pub consent_timeout_ms: u64,
-    /// Minimum gap between keyframe requests sent for one track. Default 500 ms.
+    /// Minimum gap between keyframe requests sent for one track; requests repeat at this pace
+    /// until a keyframe arrives. Default 350 ms, just above the 300 ms within which Chromium
+    /// ignores a repeated request.
     pub keyframe_request_interval_ms: u64,
     /// Packets kept per video track for answering NACKs. Default 1024.
     pub nack_cache_packets: usize,
@@ -135,7 +137,7 @@ impl EngineConfig {
         EngineConfig {
             announced_addr,
             consent_timeout_ms: 30_000,
-            keyframe_request_interval_ms: 500,
+            keyframe_request_interval_ms: 350,
             nack_cache_packets: 1024,
             seed: 0x5eed_c0c1_a7e5_0001,
             first_id: 1,

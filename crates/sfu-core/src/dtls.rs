@@ -81,9 +81,16 @@ pub struct DtlsTransport {
     endpoint: Endpoint,
     role: DtlsRole,
     config: Arc<HandshakeConfig>,
+    certificate: Certificate,
+    provider: Arc<dyn RTCCryptoProvider>,
+    remote_fingerprint_sha256: Vec<u8>,
     started: bool,
     connected: bool,
 }
+
+/// DTLS-SRTP protection profile ids (RFC 5764 §4.1.2, RFC 7714 §14.2).
+const SRTP_AEAD_AES_128_GCM: u16 = 0x0007;
+const SRTP_AES128_CM_HMAC_SHA1_80: u16 = 0x0001;
 
 impl DtlsTransport {
     /// `remote_fingerprint_sha256` is the peer's `a=fingerprint:sha-256` value as bytes; a
@@ -93,47 +100,52 @@ impl DtlsTransport {
         role: DtlsRole,
         remote_fingerprint_sha256: Vec<u8>,
     ) -> Result<Self, SfuError> {
-        let verify: VerifyPeerCertificateFn = Arc::new(move |certs: &[Vec<u8>], _| {
-            let Some(leaf) = certs.first() else {
-                return Err(rtc_shared::error::Error::ErrNonCertificate);
-            };
-            if Sha256::digest(leaf).as_slice() == remote_fingerprint_sha256.as_slice() {
-                Ok(())
-            } else {
-                Err(rtc_shared::error::Error::ErrNoMatchingCertificateFingerprint)
-            }
-        });
-        let config = ConfigBuilder::default()
-            .with_crypto_provider(identity.provider.clone())
-            .with_certificates(vec![identity.certificate.clone()])
-            .with_srtp_protection_profiles(vec![
-                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-            ])
-            .with_client_auth(ClientAuthType::RequireAnyClientCert)
-            // The CA chain is meaningless for WebRTC's self-signed certificates; `verify` above
-            // checks the SDP fingerprint instead, and RequireAnyClientCert makes it mandatory.
-            .with_insecure_skip_verify(true)
-            .with_verify_peer_certificate(Some(verify))
-            .with_extended_master_secret(ExtendedMasterSecretType::Require)
-            .with_replay_protection_window(1024)
-            .with_mtu(1200)
-            .build(role == DtlsRole::Client, None)
-            .map_err(|e| SfuError::Crypto(e.to_string()))?;
-        let config = Arc::new(config);
-        let server_config = (role == DtlsRole::Server).then(|| config.clone());
-        let endpoint = Endpoint::new(
-            SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-            rtc_shared::TransportProtocol::UDP,
-            server_config,
-        );
+        let profiles = [
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        ];
+        let config = build_config(
+            &identity.certificate,
+            &identity.provider,
+            role,
+            remote_fingerprint_sha256.clone(),
+            &profiles,
+        )?;
+        let endpoint = new_endpoint(role, &config);
         Ok(DtlsTransport {
             endpoint,
             role,
             config,
+            certificate: identity.certificate.clone(),
+            provider: identity.provider.clone(),
+            remote_fingerprint_sha256,
             started: false,
             connected: false,
         })
+    }
+
+    /// rtc-dtls, as server, takes the first profile in the *client's* list, and Chromium lists
+    /// AES-CM before AES-GCM. GCM costs a quarter of CM+HMAC per packet
+    /// (docs/decisions/0001-srtp-crypto.md), so when the first ClientHello offers GCM the server
+    /// side is rebuilt to accept only GCM.
+    fn prefer_gcm(&mut self, client_hello: &[u8]) {
+        let Some(offered) = offered_srtp_profiles(client_hello) else {
+            return;
+        };
+        if !offered.contains(&SRTP_AEAD_AES_128_GCM) {
+            return;
+        }
+        let only_gcm = [SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm];
+        if let Ok(config) = build_config(
+            &self.certificate,
+            &self.provider,
+            self.role,
+            self.remote_fingerprint_sha256.clone(),
+            &only_gcm,
+        ) {
+            self.endpoint = new_endpoint(self.role, &config);
+            self.config = config;
+        }
     }
 
     pub fn role(&self) -> DtlsRole {
@@ -160,6 +172,9 @@ impl DtlsTransport {
     }
 
     pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> DtlsOutcome {
+        if !self.started && self.role == DtlsRole::Server {
+            self.prefer_gcm(data);
+        }
         self.started = true;
         let events = match self
             .endpoint
@@ -200,12 +215,16 @@ impl DtlsTransport {
     fn export_keys(&self) -> Option<SrtpKeys> {
         let state = self.endpoint.get_connection_state(ASSOCIATION_KEY)?;
         let profile_id = match state.srtp_protection_profile() {
-            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => 0x0007,
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => 0x0001,
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => SRTP_AEAD_AES_128_GCM,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => SRTP_AES128_CM_HMAC_SHA1_80,
             _ => return None,
         };
         // AEAD_AES_128_GCM: 16-byte keys, 12-byte salts; AES_CM_128: 16 and 14 (RFC 5764, RFC 7714).
-        let salt_len = if profile_id == 0x0007 { 12 } else { 14 };
+        let salt_len = if profile_id == SRTP_AEAD_AES_128_GCM {
+            12
+        } else {
+            14
+        };
         let material = state
             .export_keying_material(SRTP_EXPORTER_LABEL, &[], 2 * (16 + salt_len))
             .ok()?;
@@ -236,6 +255,119 @@ impl DtlsTransport {
 
     pub fn close(&mut self, now: Instant) {
         self.endpoint.stop(now, ASSOCIATION_KEY);
+    }
+}
+
+fn build_config(
+    certificate: &Certificate,
+    provider: &Arc<dyn RTCCryptoProvider>,
+    role: DtlsRole,
+    remote_fingerprint_sha256: Vec<u8>,
+    profiles: &[SrtpProtectionProfile],
+) -> Result<Arc<HandshakeConfig>, SfuError> {
+    let verify: VerifyPeerCertificateFn = Arc::new(move |certs: &[Vec<u8>], _| {
+        let Some(leaf) = certs.first() else {
+            return Err(rtc_shared::error::Error::ErrNonCertificate);
+        };
+        if Sha256::digest(leaf).as_slice() == remote_fingerprint_sha256.as_slice() {
+            Ok(())
+        } else {
+            Err(rtc_shared::error::Error::ErrNoMatchingCertificateFingerprint)
+        }
+    });
+    let config = ConfigBuilder::default()
+        .with_crypto_provider(provider.clone())
+        .with_certificates(vec![certificate.clone()])
+        .with_srtp_protection_profiles(profiles.to_vec())
+        .with_client_auth(ClientAuthType::RequireAnyClientCert)
+        // The CA chain is meaningless for WebRTC's self-signed certificates; `verify` above
+        // checks the SDP fingerprint instead, and RequireAnyClientCert makes it mandatory.
+        .with_insecure_skip_verify(true)
+        .with_verify_peer_certificate(Some(verify))
+        .with_extended_master_secret(ExtendedMasterSecretType::Require)
+        .with_replay_protection_window(1024)
+        .with_mtu(1200)
+        .build(role == DtlsRole::Client, None)
+        .map_err(|e| SfuError::Crypto(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+fn new_endpoint(role: DtlsRole, config: &Arc<HandshakeConfig>) -> Endpoint {
+    let server_config = (role == DtlsRole::Server).then(|| config.clone());
+    Endpoint::new(
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        rtc_shared::TransportProtocol::UDP,
+        server_config,
+    )
+}
+
+/// The SRTP profiles offered by the `use_srtp` extension (RFC 5764 §4.1.1) of a datagram that
+/// starts with a whole, unfragmented DTLS 1.x ClientHello; `None` for anything else.
+fn offered_srtp_profiles(datagram: &[u8]) -> Option<Vec<u16>> {
+    let mut r = Reader(datagram);
+    // Record header: content type 22 (handshake), version, epoch, sequence, length.
+    (r.u8()? == 22).then_some(())?;
+    r.skip(2 + 2 + 6)?;
+    let record_len = r.u16()? as usize;
+    let mut r = Reader(r.take(record_len)?);
+    // Handshake header: type 1 (ClientHello), length, message_seq, fragment offset and length.
+    (r.u8()? == 1).then_some(())?;
+    let length = r.u24()?;
+    r.skip(2)?;
+    let (offset, fragment) = (r.u24()?, r.u24()?);
+    (offset == 0 && fragment == length).then_some(())?;
+    let mut r = Reader(r.take(length as usize)?);
+    r.skip(2 + 32)?; // client_version, random
+    let session_id = r.u8()? as usize;
+    r.skip(session_id)?;
+    let cookie = r.u8()? as usize;
+    r.skip(cookie)?;
+    let suites = r.u16()? as usize;
+    r.skip(suites)?;
+    let compression = r.u8()? as usize;
+    r.skip(compression)?;
+    let extensions_len = r.u16()? as usize;
+    let mut extensions = Reader(r.take(extensions_len)?);
+    while let (Some(kind), Some(len)) = (extensions.u16(), extensions.u16()) {
+        let body = extensions.take(len as usize)?;
+        if kind == 0x000e {
+            let mut body = Reader(body);
+            let list_len = body.u16()? as usize;
+            let mut list = Reader(body.take(list_len)?);
+            let mut profiles = Vec::new();
+            while let Some(profile) = list.u16() {
+                profiles.push(profile);
+            }
+            return Some(profiles);
+        }
+    }
+    None
+}
+
+/// A bounds-checked cursor: every read returns `None` past the end.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.take(n).map(|_| ())
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u24(&mut self) -> Option<u32> {
+        self.take(3)
+            .map(|b| u32::from_be_bytes([0, b[0], b[1], b[2]]))
     }
 }
 
@@ -322,6 +454,55 @@ mod tests {
         );
         assert_eq!(client_keys.material, server_keys.material);
         assert!(client_keys.we_are_client && !server_keys.we_are_client);
+    }
+
+    #[test]
+    fn the_server_settles_on_aes_gcm_even_when_the_client_lists_aes_cm_first() {
+        let client_identity = DtlsIdentity::generate().unwrap();
+        let server_identity = DtlsIdentity::generate().unwrap();
+        // Chromium's order: AES-CM before AES-GCM.
+        let profiles = [
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+        ];
+        let server_fingerprint = decode_fingerprint(server_identity.fingerprint_sha256());
+        let config = build_config(
+            &client_identity.certificate,
+            &client_identity.provider,
+            DtlsRole::Client,
+            server_fingerprint.clone(),
+            &profiles,
+        )
+        .unwrap();
+        let mut client = DtlsTransport {
+            endpoint: new_endpoint(DtlsRole::Client, &config),
+            role: DtlsRole::Client,
+            config,
+            certificate: client_identity.certificate.clone(),
+            provider: client_identity.provider.clone(),
+            remote_fingerprint_sha256: server_fingerprint,
+            started: false,
+            connected: false,
+        };
+        let mut server = DtlsTransport::new(
+            &server_identity,
+            DtlsRole::Server,
+            decode_fingerprint(client_identity.fingerprint_sha256()),
+        )
+        .unwrap();
+        let (client_keys, server_keys, failures) = handshake(&mut client, &mut server);
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(server_keys.unwrap().profile_id, SRTP_AEAD_AES_128_GCM);
+        assert_eq!(client_keys.unwrap().profile_id, SRTP_AEAD_AES_128_GCM);
+    }
+
+    #[test]
+    fn client_hello_parsing_never_panics_on_truncations() {
+        for len in 0..64 {
+            let mut datagram = vec![22u8, 0xfe, 0xfd];
+            datagram.resize(len, 0xff);
+            assert!(offered_srtp_profiles(&datagram).is_none());
+        }
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub struct Engine {
     scratch: Vec<u8>,
     next_housekeeping: Instant,
     live_peers_scratch: Vec<PeerId>,
+    keyframe_scratch: Vec<TrackId>,
     report_blocks: Vec<rtcp::ReportBlock>,
     session_version: u64,
     stats: EngineStats,
@@ -112,6 +113,7 @@ impl Engine {
             scratch: Vec::with_capacity(BUFFER_CAPACITY),
             next_housekeeping: now,
             live_peers_scratch: Vec::new(),
+            keyframe_scratch: Vec::new(),
             report_blocks: Vec::new(),
             session_version: 1,
             stats: EngineStats::default(),
@@ -360,6 +362,7 @@ impl Engine {
                         clock_rate,
                         last_sender_report: None,
                         last_keyframe_request: None,
+                        keyframe_wanted: false,
                         last_packet_at: None,
                     });
                 }
@@ -559,8 +562,13 @@ impl Engine {
         if let Some(track) = self.tracks.get_mut(&track_id) {
             track.subscribers.push((subscriber, slot_index));
         }
-        if kind == MediaKind::Video {
-            self.send_keyframe_request(track_id, Some(subscriber), now, true);
+        // Before the subscriber is connected a keyframe would be wasted; connecting asks then.
+        if self
+            .peers
+            .get(&subscriber)
+            .is_some_and(|p| p.is_connected())
+        {
+            self.request_keyframe_from_publisher(track_id, Some(subscriber), now);
         }
         Ok(result)
     }
@@ -595,7 +603,7 @@ impl Engine {
         if !self.tracks.contains_key(&track) {
             return Err(SfuError::UnknownTrack(track));
         }
-        self.send_keyframe_request(track, None, now, false);
+        self.request_keyframe_from_publisher(track, None, now);
         Ok(())
     }
 
@@ -799,7 +807,7 @@ impl Engine {
                     .filter_map(|s| s.subscription.as_ref().map(|sub| sub.track))
                     .collect();
                 for track in subscribed {
-                    self.send_keyframe_request(track, Some(peer_id), self.now, true);
+                    self.request_keyframe_from_publisher(track, Some(peer_id), self.now);
                 }
             }
             DtlsOutcome::Closed => self.disconnect(peer_id, "dtls_closed"),
@@ -910,6 +918,9 @@ impl Engine {
             CodecKind::H264 => rtp::h264_is_keyframe(payload),
             CodecKind::Opus => true,
         };
+        if is_keyframe && track.kind == MediaKind::Video {
+            track.keyframe_wanted = false;
+        }
 
         for &(subscriber_id, slot_index) in &track.subscribers {
             let Some(subscriber) = peers.get_mut(&subscriber_id) else {
@@ -1121,30 +1132,38 @@ impl Engine {
             }
         }
         for track in keyframe_requests {
-            self.send_keyframe_request(track, Some(peer_id), now, false);
+            self.request_keyframe_from_publisher(track, Some(peer_id), now);
         }
     }
 
-    /// Asks the publisher of `track_id` for a keyframe with a PLI, at most once per
-    /// `keyframe_request_interval_ms` unless `force` (a new subscriber must not wait).
-    fn send_keyframe_request(
+    /// Marks that a subscriber of `track_id` needs a keyframe and asks the publisher with a PLI
+    /// unless one went out within `keyframe_request_interval_ms`. Until a keyframe arrives, the
+    /// request is repeated by `housekeeping`: browsers ignore requests that come too soon after
+    /// the previous one (Chromium: 300 ms), and a lost PLI must not leave a subscriber black.
+    fn request_keyframe_from_publisher(
         &mut self,
         track_id: TrackId,
         by: Option<PeerId>,
         now: Instant,
-        force: bool,
     ) {
-        let interval = Duration::from_millis(self.config.keyframe_request_interval_ms);
         let Some(track) = self.tracks.get_mut(&track_id) else {
             return;
         };
         if track.kind != MediaKind::Video {
             return;
         }
-        if !force
-            && track
-                .last_keyframe_request
-                .is_some_and(|at| now < at + interval)
+        track.keyframe_wanted = true;
+        self.send_pli_if_due(track_id, by, now);
+    }
+
+    fn send_pli_if_due(&mut self, track_id: TrackId, by: Option<PeerId>, now: Instant) {
+        let interval = Duration::from_millis(self.config.keyframe_request_interval_ms);
+        let Some(track) = self.tracks.get_mut(&track_id) else {
+            return;
+        };
+        if track
+            .last_keyframe_request
+            .is_some_and(|at| now < at + interval)
         {
             return;
         }
@@ -1211,6 +1230,19 @@ impl Engine {
             }
         }
         self.live_peers_scratch = live;
+
+        let mut waiting = std::mem::take(&mut self.keyframe_scratch);
+        waiting.clear();
+        waiting.extend(
+            self.tracks
+                .values()
+                .filter(|t| t.keyframe_wanted)
+                .map(|t| t.id),
+        );
+        for &track in &waiting {
+            self.send_pli_if_due(track, None, now);
+        }
+        self.keyframe_scratch = waiting;
     }
 
     /// One compound RTCP packet per peer: a sender report for each stream we send it, a receiver

@@ -33,6 +33,8 @@ pub struct Track {
     pub clock_rate: u32,
     pub last_sender_report: Option<SenderReportInfo>,
     pub last_keyframe_request: Option<Instant>,
+    /// A subscriber waits for a keyframe: PLIs repeat until one arrives.
+    pub keyframe_wanted: bool,
     pub last_packet_at: Option<Instant>,
 }
 

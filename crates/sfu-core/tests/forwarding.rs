@@ -338,3 +338,39 @@ fn a_slot_freed_by_unsubscribe_carries_the_next_track() {
         .unwrap();
     assert_eq!(first.mid, again.mid);
 }
+
+fn plis_received(room: &Room) -> usize {
+    let (alice, _) = room.publisher;
+    room.net.peers[alice]
+        .received_rtcp
+        .iter()
+        .flat_map(|c| rtcp::packets(c).filter_map(Result::ok).collect::<Vec<_>>())
+        .filter(
+            |p| matches!(p, rtcp::RtcpPacket::Pli { media_ssrc, .. } if *media_ssrc == VIDEO_SSRC),
+        )
+        .count()
+}
+
+#[test]
+fn keyframe_requests_repeat_until_a_keyframe_arrives_and_then_stop() {
+    let mut room = connected_publisher(8);
+    let (bob, bob_peer) = add_subscriber(&mut room, "bob", 5001);
+    room.net
+        .engine
+        .subscribe(bob_peer, room.video, room.net.now)
+        .unwrap();
+    room.net.run();
+    // The publisher ignores the first requests (as a browser does within 300 ms of another).
+    room.net.advance(Duration::from_millis(1000));
+    let asked = plis_received(&room);
+    assert!(asked >= 3, "PLIs repeat while no keyframe comes: {asked}");
+    send_video(&mut room, 1, true);
+    let after_keyframe = plis_received(&room);
+    room.net.advance(Duration::from_millis(2000));
+    assert_eq!(
+        plis_received(&room),
+        after_keyframe,
+        "no more requests once a keyframe came"
+    );
+    assert_eq!(room.net.peers[bob].received_rtp.len(), 1);
+}

@@ -101,7 +101,7 @@ impl Room {
             .map(|_| {
                 let n = self.sent;
                 self.sent = self.sent.wrapping_add(1);
-                let payload = vp8_payload(n % KEYFRAME_EVERY == 0, 7, PAYLOAD_LEN);
+                let payload = vp8_payload(n.is_multiple_of(KEYFRAME_EVERY), 7, PAYLOAD_LEN);
                 // 90 kHz clock, one packet per millisecond.
                 peer.send_rtp(
                     VP8_PT,
