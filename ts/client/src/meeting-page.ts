@@ -1,0 +1,130 @@
+// The meeting page at `/`: a room and a name, Join, then a tile per remote participant.
+
+import { Meeting, type RemoteTrack } from './meeting.js'
+
+interface Tile {
+  figure: HTMLElement
+  stream: MediaStream
+  caption: HTMLElement
+}
+
+const params = new URLSearchParams(location.search)
+const form = element<HTMLFormElement>('join-form')
+const roomInput = element<HTMLInputElement>('room')
+const nameInput = element<HTMLInputElement>('name')
+const joinButton = element<HTMLButtonElement>('join')
+const leaveButton = element<HTMLButtonElement>('leave')
+const status = element<HTMLElement>('status')
+const tiles = element<HTMLElement>('tiles')
+
+roomInput.value = params.get('room') ?? ''
+nameInput.value = params.get('name') ?? ''
+
+let meeting: Meeting | undefined
+let localStream: MediaStream | undefined
+const remoteTiles = new Map<string, Tile>()
+const remoteTracks = new Map<string, MediaStreamTrack>()
+
+/** For tests and debugging: the live meeting. */
+const debug = { meeting: undefined as Meeting | undefined }
+Object.assign(globalThis, { conclave: debug })
+
+form.addEventListener('submit', (event) => {
+  event.preventDefault()
+  void join()
+})
+leaveButton.addEventListener('click', () => void leave('You left the meeting.'))
+
+async function join(): Promise<void> {
+  joinButton.disabled = true
+  setStatus('Starting camera and microphone…')
+  try {
+    localStream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } },
+      audio: true,
+    })
+    addTile('local', `${nameInput.value} (you)`, localStream, true)
+    setStatus('Joining…')
+    const url = new URL('/ws', location.href)
+    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:'
+    const token = params.get('token') ?? undefined
+    const joining = new Meeting({ url, room: roomInput.value, name: nameInput.value, stream: localStream, ...(token ? { token } : {}) })
+    wire(joining)
+    await joining.join()
+    meeting = joining
+    debug.meeting = joining
+    form.hidden = true
+    leaveButton.hidden = false
+    setStatus(`In ${roomInput.value} as ${nameInput.value}.`)
+  } catch (error) {
+    await leave(`Could not join: ${error instanceof Error ? error.message : String(error)}`)
+  }
+}
+
+function wire(current: Meeting): void {
+  current.on('track', (remote: RemoteTrack) => {
+    const tile = remoteTiles.get(remote.participantId) ?? addTile(remote.participantId, remote.name, new MediaStream(), false)
+    remoteTiles.set(remote.participantId, tile)
+    const previous = remoteTracks.get(remote.trackId)
+    if (previous !== undefined) tile.stream.removeTrack(previous)
+    remoteTracks.set(remote.trackId, remote.track)
+    tile.stream.addTrack(remote.track)
+  })
+  current.on('track-ended', ({ trackId, participantId }) => {
+    const track = remoteTracks.get(trackId)
+    remoteTracks.delete(trackId)
+    if (track !== undefined) remoteTiles.get(participantId)?.stream.removeTrack(track)
+  })
+  current.on('participant-joined', (participant) => {
+    const tile = remoteTiles.get(participant.participantId)
+    if (tile !== undefined) tile.caption.textContent = participant.name
+  })
+  current.on('participant-left', (participant) => {
+    remoteTiles.get(participant.participantId)?.figure.remove()
+    remoteTiles.delete(participant.participantId)
+  })
+  current.on('closed', ({ reason }) => void leave(`The meeting ended: ${reason}.`))
+  current.on('error', (error) => setStatus(`Negotiation failed: ${error.message}`))
+}
+
+async function leave(message: string): Promise<void> {
+  const current = meeting
+  meeting = undefined
+  debug.meeting = undefined
+  await current?.leave()
+  for (const track of localStream?.getTracks() ?? []) track.stop()
+  localStream = undefined
+  tiles.replaceChildren()
+  remoteTiles.clear()
+  remoteTracks.clear()
+  form.hidden = false
+  joinButton.disabled = false
+  leaveButton.hidden = true
+  setStatus(message)
+}
+
+function addTile(id: string, name: string, stream: MediaStream, local: boolean): Tile {
+  const figure = document.createElement('figure')
+  figure.dataset.participantId = id
+  const video = document.createElement('video')
+  video.autoplay = true
+  video.playsInline = true
+  // Our own microphone must not play back to us.
+  video.muted = local
+  video.srcObject = stream
+  const caption = document.createElement('figcaption')
+  caption.textContent = name
+  figure.append(video, caption)
+  tiles.append(figure)
+  return { figure, stream, caption }
+}
+
+function setStatus(text: string): void {
+  status.textContent = text
+}
+
+function element<T extends HTMLElement>(id: string): T {
+  const found = document.getElementById(id)
+  if (found === null) throw new Error(`the page has no #${id}`)
+  return found as T
+}

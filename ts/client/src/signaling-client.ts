@@ -1,0 +1,133 @@
+// The signaling WebSocket from the browser: requests with ids and their replies, plus server events.
+
+import {
+  type AnswerReply,
+  type ClientMessage,
+  type ErrorCode,
+  type JoinedReply,
+  type LeftReply,
+  PROTOCOL_VERSION,
+  type ServerEvent,
+  type ServerReply,
+  parseServerMessage,
+} from '@conclave/protocol'
+import { Emitter } from './emitter.js'
+
+/** A request the server refused, with the protocol's stable code. */
+export class SignalingError extends Error {
+  override readonly name = 'SignalingError'
+
+  constructor(
+    readonly code: ErrorCode | 'connection_closed',
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+type SignalingEvents = {
+  event: ServerEvent
+  closed: { code: number; reason: string }
+}
+
+interface Pending {
+  resolve(reply: ServerReply): void
+  reject(error: Error): void
+}
+
+export class SignalingClient extends Emitter<SignalingEvents> {
+  readonly #socket: WebSocket
+  readonly #pending = new Map<string, Pending>()
+  #nextId = 1
+
+  private constructor(socket: WebSocket) {
+    super()
+    this.#socket = socket
+    socket.addEventListener('message', (event) => this.#receive(event.data))
+    socket.addEventListener('close', (event) => {
+      for (const pending of this.#pending.values()) {
+        pending.reject(new SignalingError('connection_closed', `signaling closed (${event.code} ${event.reason})`))
+      }
+      this.#pending.clear()
+      this.emit('closed', { code: event.code, reason: event.reason })
+    })
+  }
+
+  /** Opens the socket; `url` is the server's `/ws` URL (a token goes in `?token=`). */
+  static connect(url: string | URL): Promise<SignalingClient> {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url)
+      const fail = () => reject(new SignalingError('connection_closed', 'could not connect to the signaling server'))
+      socket.addEventListener('error', fail, { once: true })
+      socket.addEventListener(
+        'open',
+        () => {
+          socket.removeEventListener('error', fail)
+          resolve(new SignalingClient(socket))
+        },
+        { once: true },
+      )
+    })
+  }
+
+  join(room: string, name: string): Promise<JoinedReply> {
+    return this.#request({ type: 'join', id: this.#id(), protocolVersion: PROTOCOL_VERSION, room, name } as ClientMessage, 'joined')
+  }
+
+  offer(sdp: string): Promise<AnswerReply> {
+    return this.#request({ type: 'offer', id: this.#id(), sdp }, 'answer')
+  }
+
+  leave(): Promise<LeftReply> {
+    return this.#request({ type: 'leave', id: this.#id() }, 'left')
+  }
+
+  close(): void {
+    this.#socket.close(1000, 'bye')
+  }
+
+  #id(): string {
+    return String(this.#nextId++)
+  }
+
+  #request<T extends ServerReply['type']>(message: ClientMessage, expected: T): Promise<Extract<ServerReply, { type: T }>> {
+    return new Promise((resolve, reject) => {
+      this.#pending.set(message.id, {
+        resolve: (reply) => {
+          if (reply.type === 'error') reject(new SignalingError(reply.code, reply.message))
+          else if (reply.type === expected) resolve(reply as Extract<ServerReply, { type: T }>)
+          else reject(new SignalingError('invalid_message', `expected ${expected}, got ${reply.type}`))
+        },
+        reject,
+      })
+      this.#socket.send(JSON.stringify(message))
+    })
+  }
+
+  #receive(data: unknown): void {
+    if (typeof data !== 'string') return
+    const parsed = parseServerMessage(data)
+    if (!parsed.ok) {
+      console.warn('conclave: unreadable server message', parsed.problem.message)
+      return
+    }
+    const message = parsed.message
+    switch (message.type) {
+      case 'joined':
+      case 'answer':
+      case 'left':
+      case 'error': {
+        const pending = message.id === undefined ? undefined : this.#pending.get(message.id)
+        if (pending === undefined) {
+          if (message.type === 'error') console.warn('conclave: server error', message.code, message.message)
+          return
+        }
+        this.#pending.delete(message.id as string)
+        pending.resolve(message)
+        return
+      }
+      default:
+        this.emit('event', message)
+    }
+  }
+}

@@ -1,0 +1,79 @@
+// Stable error codes shared by the engine, the server and clients, and their one HTTP mapping.
+
+import * as z from 'zod'
+
+/**
+ * Every error code on the wire. The engine's and the addon's codes come first, unchanged: the
+ * server passes them through. Changing or removing one is a breaking change of the protocol.
+ */
+export const ERROR_CODES = [
+  // sfu-core (SfuError::code)
+  'peer_not_found',
+  'track_not_found',
+  'invalid_sdp',
+  'invalid_state',
+  'no_free_slot',
+  'already_subscribed',
+  'not_subscribed',
+  'crypto_failure',
+  // the addon (bindings/node)
+  'worker_closed',
+  'worker_restarted',
+  'bind_failed',
+  'invalid_argument',
+  // the control plane
+  'unauthenticated',
+  'forbidden',
+  'room_not_found',
+  'resource_not_found',
+  'bad_request',
+  'invalid_message',
+  'unsupported_media_type',
+  'method_not_allowed',
+  'payload_too_large',
+  'rate_limited',
+  'internal',
+] as const
+
+export const ErrorCode = z.enum(ERROR_CODES)
+export type ErrorCode = z.infer<typeof ErrorCode>
+
+/** The HTTP status each code maps to, for WHIP/WHEP and any REST surface. One table, nowhere else. */
+export const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
+  peer_not_found: 404,
+  track_not_found: 404,
+  invalid_sdp: 400,
+  invalid_state: 409,
+  no_free_slot: 409,
+  already_subscribed: 409,
+  not_subscribed: 409,
+  crypto_failure: 500,
+  worker_closed: 503,
+  worker_restarted: 503,
+  bind_failed: 500,
+  // The server validates its input before calling the addon, so this one is a bug in us.
+  invalid_argument: 500,
+  unauthenticated: 401,
+  forbidden: 403,
+  room_not_found: 404,
+  resource_not_found: 404,
+  bad_request: 400,
+  invalid_message: 400,
+  unsupported_media_type: 415,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  rate_limited: 429,
+  internal: 500,
+}
+
+export function httpStatusFor(code: ErrorCode): number {
+  return HTTP_STATUS_BY_CODE[code]
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value)
+}
+
+/** The JSON body of an HTTP error response. */
+export const ErrorBody = z.object({ code: ErrorCode, message: z.string() })
+export type ErrorBody = z.infer<typeof ErrorBody>

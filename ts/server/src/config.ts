@@ -1,0 +1,50 @@
+// Reads the server's configuration from the environment. Defaults live in createServer.
+
+import { isIP } from 'node:net'
+import { isLogLevel, type LogLevel } from './log.js'
+import type { ServerOptions } from './server.js'
+
+export interface Config extends ServerOptions {
+  logLevel: LogLevel
+}
+
+/**
+ * CONCLAVE_HTTP_PORT (8080), CONCLAVE_HTTP_HOST (0.0.0.0), CONCLAVE_UDP_PORT (40000),
+ * CONCLAVE_UDP_BIND_ADDRESS (0.0.0.0), CONCLAVE_ANNOUNCED_ADDRESS (127.0.0.1),
+ * CONCLAVE_JWT_SECRET (unset: open), CONCLAVE_LOG_LEVEL (info). Throws on a malformed value.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv): Config {
+  const config: Config = { logLevel: 'info' }
+  const httpPort = port(env, 'CONCLAVE_HTTP_PORT')
+  if (httpPort !== undefined) config.httpPort = httpPort
+  const udpPort = port(env, 'CONCLAVE_UDP_PORT')
+  if (udpPort !== undefined) config.udpPort = udpPort
+  const httpHost = env.CONCLAVE_HTTP_HOST
+  if (httpHost) config.httpHost = httpHost
+  const udpBindAddress = ip(env, 'CONCLAVE_UDP_BIND_ADDRESS')
+  if (udpBindAddress !== undefined) config.udpBindAddress = udpBindAddress
+  const announcedAddress = ip(env, 'CONCLAVE_ANNOUNCED_ADDRESS')
+  if (announcedAddress !== undefined) config.announcedAddress = announcedAddress
+  if (env.CONCLAVE_JWT_SECRET) config.jwtSecret = env.CONCLAVE_JWT_SECRET
+  const level = env.CONCLAVE_LOG_LEVEL
+  if (level) {
+    if (!isLogLevel(level)) throw new Error(`CONCLAVE_LOG_LEVEL must be debug, info, warn, error or silent, not ${level}`)
+    config.logLevel = level
+  }
+  return config
+}
+
+function port(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const raw = env[name]
+  if (!raw) return undefined
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < 0 || value > 65535) throw new Error(`${name} must be a port number, not ${raw}`)
+  return value
+}
+
+function ip(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = env[name]
+  if (!raw) return undefined
+  if (isIP(raw) === 0) throw new Error(`${name} must be an IP address, not ${raw}`)
+  return raw
+}

@@ -1,0 +1,79 @@
+// WHIP (RFC 9725) and WHEP endpoints: one offer in, one answer out, a resource URL to DELETE.
+// The server is ICE-lite and puts all its candidates in the answer, so trickle (PATCH) is refused.
+
+import { Hono } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
+import { RoomId } from '@conclave/protocol'
+import { AppError } from '../app-error.js'
+import { type Authenticator, authorizeRoom, bearerToken, type Grant } from '../auth/authenticator.js'
+import type { RoomService } from '../rooms/room-service.js'
+
+export interface SessionRoutesOptions {
+  kind: 'whip' | 'whep'
+  rooms: RoomService
+  auth: Authenticator
+  /** Largest accepted offer. Default 64 KiB. */
+  maxOfferBytes?: number
+}
+
+export function createSessionRoutes({ kind, rooms, auth, maxOfferBytes = 64 * 1024 }: SessionRoutesOptions): Hono {
+  const routes = new Hono()
+
+  routes.post(
+    '/:room',
+    bodyLimit({
+      maxSize: maxOfferBytes,
+      onError: () => {
+        throw new AppError('payload_too_large', `the offer exceeds ${maxOfferBytes} bytes`)
+      },
+    }),
+    async (c) => {
+      const grant = await auth.authenticate(bearerToken(c.req.header('authorization')))
+      const room = roomOf(c.req.param('room'), grant)
+      if (mediaType(c.req.header('content-type')) !== 'application/sdp') {
+        throw new AppError('unsupported_media_type', 'the offer must be sent as Content-Type: application/sdp')
+      }
+      const offer = await c.req.text()
+      if (offer.trim() === '') throw new AppError('invalid_sdp', 'invalid SDP: the offer is empty')
+      const name = c.req.query('name')?.trim().slice(0, 64) || 'WHIP publisher'
+      const { participant, sdp } = kind === 'whip' ? await rooms.publish(room, offer, name) : await rooms.view(room, offer)
+      return c.body(sdp, 201, {
+        'Content-Type': 'application/sdp',
+        Location: `/${kind}/${encodeURIComponent(room)}/${participant.resourceId}`,
+        ETag: `"${participant.resourceId}"`,
+      })
+    },
+  )
+
+  routes.delete('/:room/:resource', async (c) => {
+    const grant = await auth.authenticate(bearerToken(c.req.header('authorization')))
+    const room = roomOf(c.req.param('room'), grant)
+    const participant = rooms.findSession(kind, room, c.req.param('resource'))
+    if (participant === undefined) throw new AppError('resource_not_found', `no ${kind.toUpperCase()} session at this URL`)
+    await rooms.leave(participant, 'deleted')
+    return c.body(null, 200)
+  })
+
+  // RFC 9725 §4.3.1: a resource that supports no PATCH at all answers 405.
+  routes.patch('/:room/:resource', (c) => methodNotAllowed(c.req.method, 'POST, DELETE'))
+  routes.on(['GET', 'PUT', 'PATCH', 'DELETE'], '/:room', (c) => methodNotAllowed(c.req.method, 'POST, OPTIONS'))
+  routes.on(['GET', 'PUT', 'POST'], '/:room/:resource', (c) => methodNotAllowed(c.req.method, 'DELETE, OPTIONS'))
+
+  return routes
+}
+
+function methodNotAllowed(method: string, allow: string): Response {
+  const body = JSON.stringify({ code: 'method_not_allowed', message: `${method} is not supported here` })
+  return new Response(body, { status: 405, headers: { Allow: allow, 'Content-Type': 'application/json' } })
+}
+
+function roomOf(raw: string, grant: Grant): RoomId {
+  const room = RoomId.safeParse(raw)
+  if (!room.success) throw new AppError('bad_request', room.error.issues[0]?.message ?? 'invalid room')
+  authorizeRoom(grant, room.data)
+  return room.data
+}
+
+function mediaType(contentType: string | undefined): string | undefined {
+  return contentType?.split(';', 1)[0]?.trim().toLowerCase()
+}

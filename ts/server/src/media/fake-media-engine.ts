@@ -1,0 +1,241 @@
+// A MediaEngine in memory for tests that need no packets: it reads m-lines, never touches a socket.
+
+import { AppError } from '../app-error.js'
+import type { MediaKind } from '@conclave/protocol'
+import type {
+  EngineTrackId,
+  MediaEngine,
+  MediaEvent,
+  MediaEventListener,
+  MediaStats,
+  MediaSubscription,
+  PeerId,
+  PeerStats,
+} from './media-engine.js'
+
+interface FakePeer {
+  /** Receive m-lines by mid, with the track each carries. */
+  slots: Map<string, { kind: MediaKind; track: EngineTrackId | undefined }>
+  /** Published tracks by the mid they arrive on. */
+  published: Map<string, EngineTrackId>
+}
+
+interface FakeTrack {
+  owner: PeerId
+  kind: MediaKind
+}
+
+/**
+ * Follows the engine's contract (codes, ordering: replies first, events in a later macrotask)
+ * closely enough for the control plane's tests. Offers are read only for `m=`, `a=mid` and the
+ * direction; any text not starting with `v=0` is `invalid_sdp`.
+ */
+export class FakeMediaEngine implements MediaEngine {
+  readonly udpPort: number
+  readonly #peers = new Map<PeerId, FakePeer>()
+  readonly #tracks = new Map<EngineTrackId, FakeTrack>()
+  readonly #listeners = new Set<MediaEventListener>()
+  #nextPeer = 1
+  #nextTrack = 1
+  #closed = false
+  /** Every command received, for assertions: `['subscribe', 2, 1]`. */
+  readonly calls: unknown[][] = []
+
+  constructor({ udpPort = 40000 }: { udpPort?: number } = {}) {
+    this.udpPort = udpPort
+  }
+
+  async createPeer(): Promise<PeerId> {
+    this.#record('createPeer')
+    this.#open()
+    const id = this.#nextPeer++ as PeerId
+    this.#peers.set(id, { slots: new Map(), published: new Map() })
+    return id
+  }
+
+  async applyOffer(peerId: PeerId, sdp: string): Promise<string> {
+    this.#record('applyOffer', peerId)
+    const peer = this.#peer(peerId)
+    if (!sdp.startsWith('v=0')) throw new AppError('invalid_sdp', 'invalid SDP: the first line must be v=0')
+    const events: MediaEvent[] = []
+    for (const line of readMediaSections(sdp)) {
+      if (line.direction === 'recvonly') {
+        if (!peer.slots.has(line.mid)) peer.slots.set(line.mid, { kind: line.kind, track: undefined })
+      } else if (line.direction !== 'inactive' && !peer.published.has(line.mid)) {
+        const trackId = this.#nextTrack++ as EngineTrackId
+        peer.published.set(line.mid, trackId)
+        this.#tracks.set(trackId, { owner: peerId, kind: line.kind })
+        events.push({ type: 'track-published', peerId, trackId, kind: line.kind, mid: line.mid, streamId: 'stream' })
+      }
+    }
+    this.#emitLater(events)
+    return 'v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=fake answer\r\nt=0 0\r\n'
+  }
+
+  async closePeer(peerId: PeerId): Promise<void> {
+    this.#record('closePeer', peerId)
+    const peer = this.#peer(peerId)
+    this.#peers.delete(peerId)
+    const events: MediaEvent[] = []
+    for (const trackId of peer.published.values()) {
+      this.#dropTrack(trackId)
+      events.push({ type: 'track-ended', peerId, trackId })
+    }
+    this.#emitLater(events)
+  }
+
+  async subscribe(peerId: PeerId, trackId: EngineTrackId): Promise<MediaSubscription> {
+    this.#record('subscribe', peerId, trackId)
+    const peer = this.#peer(peerId)
+    const track = this.#tracks.get(trackId)
+    if (track === undefined) throw new AppError('track_not_found', `track-${trackId} does not exist`)
+    for (const slot of peer.slots.values()) {
+      if (slot.track === trackId) throw new AppError('already_subscribed', `peer-${peerId} already receives track-${trackId}`)
+    }
+    for (const [mid, slot] of peer.slots) {
+      if (slot.kind === track.kind && slot.track === undefined) {
+        slot.track = trackId
+        return { mid, ssrc: 1000 + trackId }
+      }
+    }
+    throw new AppError('no_free_slot', `peer-${peerId} has no free receive m-line for track-${trackId}; renegotiate first`)
+  }
+
+  async unsubscribe(peerId: PeerId, trackId: EngineTrackId): Promise<void> {
+    this.#record('unsubscribe', peerId, trackId)
+    const peer = this.#peer(peerId)
+    for (const slot of peer.slots.values()) {
+      if (slot.track === trackId) {
+        slot.track = undefined
+        return
+      }
+    }
+    throw new AppError('not_subscribed', `peer-${peerId} does not receive track-${trackId}`)
+  }
+
+  async requestKeyframe(trackId: EngineTrackId): Promise<void> {
+    this.#record('requestKeyframe', trackId)
+    if (!this.#tracks.has(trackId)) throw new AppError('track_not_found', `track-${trackId} does not exist`)
+  }
+
+  async peerStats(peerId: PeerId): Promise<PeerStats> {
+    const peer = this.#peer(peerId)
+    const subscriptions = [...peer.slots.values()].filter((slot) => slot.track !== undefined).length
+    return {
+      peerId,
+      connected: false,
+      packetsReceived: 0,
+      bytesReceived: 0,
+      packetsSent: 0,
+      bytesSent: 0,
+      nacksReceived: 0,
+      retransmissionsSent: 0,
+      keyframeRequestsSent: 0,
+      publishedTracks: peer.published.size,
+      subscriptions,
+    }
+  }
+
+  async stats(): Promise<MediaStats> {
+    this.#open()
+    let subscriptions = 0
+    for (const peer of this.#peers.values()) {
+      for (const slot of peer.slots.values()) if (slot.track !== undefined) subscriptions++
+    }
+    return {
+      peers: this.#peers.size,
+      connectedPeers: 0,
+      tracks: this.#tracks.size,
+      subscriptions,
+      packetsReceived: 0,
+      packetsForwarded: 0,
+      droppedUnknownSource: 0,
+      droppedMalformed: 0,
+      droppedSrtpAuth: 0,
+      droppedReplay: 0,
+      stunRequests: 0,
+      stunRejected: 0,
+      workerRestarts: 0,
+    }
+  }
+
+  onEvents(listener: MediaEventListener): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+  }
+
+  /** Test control: the peer's transport died (as on consent expiry); its tracks end. */
+  disconnect(peerId: PeerId, reason = 'consent_expired'): void {
+    const peer = this.#peer(peerId)
+    const events: MediaEvent[] = [{ type: 'peer-disconnected', peerId, reason }]
+    for (const trackId of peer.published.values()) {
+      this.#dropTrack(trackId)
+      events.push({ type: 'track-ended', peerId, trackId })
+    }
+    peer.published.clear()
+    this.#emitLater(events)
+  }
+
+  /** Test control: the mid -> track each receive m-line of `peerId` carries. */
+  slotsOf(peerId: PeerId): Map<string, EngineTrackId | undefined> {
+    const peer = this.#peer(peerId)
+    return new Map([...peer.slots].map(([mid, slot]) => [mid, slot.track]))
+  }
+
+  #dropTrack(trackId: EngineTrackId): void {
+    this.#tracks.delete(trackId)
+    for (const peer of this.#peers.values()) {
+      for (const slot of peer.slots.values()) if (slot.track === trackId) slot.track = undefined
+    }
+  }
+
+  #peer(peerId: PeerId): FakePeer {
+    this.#open()
+    const peer = this.#peers.get(peerId)
+    if (peer === undefined) throw new AppError('peer_not_found', `peer-${peerId} does not exist`)
+    return peer
+  }
+
+  #open(): void {
+    if (this.#closed) throw new AppError('worker_closed', 'the media worker is closed')
+  }
+
+  #record(...call: unknown[]): void {
+    this.calls.push(call)
+  }
+
+  /** Events after the reply, in a later macrotask, as the addon delivers them. */
+  #emitLater(events: MediaEvent[]): void {
+    if (events.length === 0) return
+    setImmediate(() => {
+      for (const listener of this.#listeners) listener(events)
+    })
+  }
+}
+
+interface MediaSection {
+  kind: MediaKind
+  mid: string
+  direction: 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive'
+}
+
+function readMediaSections(sdp: string): MediaSection[] {
+  const sections: MediaSection[] = []
+  let current: MediaSection | undefined
+  for (const line of sdp.split(/\r?\n/)) {
+    const media = /^m=(audio|video) /.exec(line)
+    if (media !== null) {
+      current = { kind: media[1] === 'audio' ? 'audio' : 'video', mid: String(sections.length), direction: 'sendrecv' }
+      sections.push(current)
+    } else if (current !== undefined && line.startsWith('a=mid:')) {
+      current.mid = line.slice('a=mid:'.length)
+    } else if (current !== undefined && /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line)) {
+      current.direction = line.slice(2) as MediaSection['direction']
+    }
+  }
+  return sections
+}

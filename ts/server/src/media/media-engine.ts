@@ -1,0 +1,89 @@
+// The media plane as the control plane sees it. Implementations: the native addon, a fake for tests.
+
+import type { MediaKind } from '@conclave/protocol'
+
+declare const peerIdBrand: unique symbol
+declare const engineTrackIdBrand: unique symbol
+
+/** One WebRTC connection inside the engine, assigned by the engine. */
+export type PeerId = number & { readonly [peerIdBrand]: true }
+/** One published track inside the engine, assigned by the engine. Rooms give it a wire id. */
+export type EngineTrackId = number & { readonly [engineTrackIdBrand]: true }
+
+/** A fact from the engine, in the past tense. Events arrive in batches, in engine order. */
+export type MediaEvent =
+  | { type: 'peer-connected'; peerId: PeerId; remote: string }
+  /** The peer's tracks end too; the peer still has to be closed to free it. */
+  | { type: 'peer-disconnected'; peerId: PeerId; reason: string }
+  | { type: 'track-published'; peerId: PeerId; trackId: EngineTrackId; kind: MediaKind; mid: string; streamId: string }
+  | { type: 'track-ended'; peerId: PeerId; trackId: EngineTrackId }
+  | { type: 'keyframe-requested'; trackId: EngineTrackId; by: PeerId | undefined }
+  /** The engine was rebuilt after a fault: every peer is gone (`peer-disconnected` follows for each). */
+  | { type: 'worker-restarted'; reason: string }
+
+export type MediaEventListener = (events: readonly MediaEvent[]) => void
+
+/** The result of a subscription: the subscriber's m-line that now carries the track. */
+export interface MediaSubscription {
+  mid: string
+  ssrc: number
+}
+
+export interface PeerStats {
+  peerId: PeerId
+  connected: boolean
+  packetsReceived: number
+  bytesReceived: number
+  packetsSent: number
+  bytesSent: number
+  nacksReceived: number
+  retransmissionsSent: number
+  keyframeRequestsSent: number
+  publishedTracks: number
+  subscriptions: number
+}
+
+/** Engine-wide counters; `dropped*` count bad datagrams that were discarded. */
+export interface MediaStats {
+  peers: number
+  connectedPeers: number
+  tracks: number
+  subscriptions: number
+  packetsReceived: number
+  packetsForwarded: number
+  droppedUnknownSource: number
+  droppedMalformed: number
+  droppedSrtpAuth: number
+  droppedReplay: number
+  stunRequests: number
+  stunRejected: number
+  workerRestarts: number
+}
+
+/**
+ * One media engine on one UDP port. Every method rejects with an `AppError` whose code is one of
+ * the engine's stable codes (`invalid_sdp`, `no_free_slot`, `peer_not_found`, ...).
+ *
+ * Ordering guarantee: a command's reply is delivered before any event it caused. After
+ * `await applyOffer(...)` resumes, the caller can register what it needs (which room a peer is in)
+ * before the `track-published` events of that offer reach any listener.
+ */
+export interface MediaEngine {
+  /** The bound UDP port. */
+  readonly udpPort: number
+  createPeer(): Promise<PeerId>
+  /** Applies an offer (initial or renegotiation) and resolves with the answer SDP. */
+  applyOffer(peerId: PeerId, sdp: string): Promise<string>
+  /** Frees the peer and everything it published or received. */
+  closePeer(peerId: PeerId): Promise<void>
+  /** Sends `trackId` to `peerId` on a free receive m-line of the track's kind. */
+  subscribe(peerId: PeerId, trackId: EngineTrackId): Promise<MediaSubscription>
+  unsubscribe(peerId: PeerId, trackId: EngineTrackId): Promise<void>
+  requestKeyframe(trackId: EngineTrackId): Promise<void>
+  peerStats(peerId: PeerId): Promise<PeerStats>
+  stats(): Promise<MediaStats>
+  /** Adds a listener for event batches; returns the function that removes it. */
+  onEvents(listener: MediaEventListener): () => void
+  /** Stops the engine; pending and later commands reject with `worker_closed`. */
+  close(): Promise<void>
+}

@@ -1,0 +1,316 @@
+// The rooms domain: admits participants, negotiates their peers, keeps subscriptions in step with
+// published tracks. Edges (signaling, WHIP/WHEP) call it; it calls the media engine and hears back
+// only through engine events.
+
+import type { RoomId, SubscriptionInfo, TrackId } from '@conclave/protocol'
+import { AppError, hasCode } from '../app-error.js'
+import { type Logger, redactAddress } from '../log.js'
+import type { MediaEngine, MediaEvent, PeerId } from '../media/media-engine.js'
+import { Participant, type ParticipantKind, type ParticipantSink, PublishedTrack } from './participant.js'
+import { Room } from './room.js'
+
+export interface RoomServiceOptions {
+  media: MediaEngine
+  log: Logger
+}
+
+export interface Negotiated {
+  /** The engine's answer. */
+  sdp: string
+  /** Every track the participant receives now, by receive m-line. */
+  subscriptions: SubscriptionInfo[]
+}
+
+export interface OpenedSession {
+  participant: Participant
+  sdp: string
+}
+
+export class RoomService {
+  readonly #media: MediaEngine
+  readonly #log: Logger
+  readonly #rooms = new Map<RoomId, Room>()
+  readonly #byPeer = new Map<PeerId, Participant>()
+  readonly #bySession = new Map<string, Participant>()
+  readonly #stopListening: () => void
+
+  constructor({ media, log }: RoomServiceOptions) {
+    this.#media = media
+    this.#log = log
+    this.#stopListening = media.onEvents((events) => {
+      for (const event of events) this.#handleMediaEvent(event)
+    })
+  }
+
+  /** A member joins over signaling; it is announced at once and negotiates with `negotiate`. */
+  join(roomId: RoomId, name: string, sink: ParticipantSink) {
+    const participant = this.#admit(roomId, 'member', name, sink)
+    this.#announce(participant)
+    this.#log.info('participant joined', { roomId, participantId: participant.id, kind: 'member' })
+    return { participant, ...participant.room.snapshotFor(participant) }
+  }
+
+  /**
+   * Applies a member's offer and subscribes it to every track of the room it has a free receive
+   * m-line for. Serialized per participant.
+   */
+  negotiate(participant: Participant, sdp: string): Promise<Negotiated> {
+    return participant.queue.run(async () => {
+      const answer = await this.#applyOffer(participant, sdp)
+      await this.#fillSlots(participant)
+      return { sdp: answer, subscriptions: subscriptionsOf(participant) }
+    })
+  }
+
+  /** WHIP: a publisher's offer. The publisher is announced once its offer is answered. */
+  async publish(roomId: RoomId, sdp: string, name: string): Promise<OpenedSession> {
+    const participant = this.#admit(roomId, 'whip', name, undefined)
+    try {
+      const answer = await participant.queue.run(() => this.#applyOffer(participant, sdp))
+      // Runs before the offer's track-published events: the engine replies before it reports.
+      this.#announce(participant)
+      this.#log.info('whip session opened', { roomId, participantId: participant.id, peerId: participant.peerId })
+      return { participant, sdp: answer }
+    } catch (error) {
+      await this.leave(participant, 'offer_failed')
+      throw error
+    }
+  }
+
+  /** WHEP: a viewer's offer. Its receive m-lines are filled with the room's tracks, now and later. */
+  async view(roomId: RoomId, sdp: string): Promise<OpenedSession> {
+    const participant = this.#admit(roomId, 'whep', 'WHEP viewer', undefined)
+    try {
+      const answer = await participant.queue.run(async () => {
+        const answer = await this.#applyOffer(participant, sdp)
+        await this.#fillSlots(participant)
+        return answer
+      })
+      this.#log.info('whep session opened', {
+        roomId,
+        participantId: participant.id,
+        peerId: participant.peerId,
+        subscriptions: participant.received.size,
+      })
+      return { participant, sdp: answer }
+    } catch (error) {
+      await this.leave(participant, 'offer_failed')
+      throw error
+    }
+  }
+
+  /** The WHIP or WHEP session at `resourceId` in `roomId`, if it is still open. */
+  findSession(kind: 'whip' | 'whep', roomId: RoomId, resourceId: string): Participant | undefined {
+    const participant = this.#bySession.get(resourceId)
+    if (participant === undefined || participant.kind !== kind || participant.room.id !== roomId) return undefined
+    return participant
+  }
+
+  /**
+   * Removes the participant and everything it had: its tracks end for the room, its subscribers
+   * are unsubscribed, its peer is closed. Idempotent; settles once the peer is closed.
+   */
+  leave(participant: Participant, reason: string): Promise<void> {
+    if (participant.closed !== undefined) return participant.closed
+    const room = participant.room
+    participant.state = 'left'
+    room.participants.delete(participant.id)
+    this.#bySession.delete(participant.resourceId)
+    for (const engineId of participant.published) {
+      const track = room.tracks.get(engineId)
+      if (track !== undefined) this.#endTrack(track)
+    }
+    participant.received.clear()
+    if (participant.announced) room.broadcast({ type: 'participant-left', participantId: participant.id })
+    if (room.participants.size === 0 && this.#rooms.get(room.id) === room) this.#rooms.delete(room.id)
+    this.#log.info('participant left', { roomId: room.id, participantId: participant.id, peerId: participant.peerId, reason })
+
+    participant.closed = participant.queue.run(async () => {
+      const peerId = participant.peerId
+      if (peerId === undefined) return
+      try {
+        await this.#media.closePeer(peerId)
+      } catch (error) {
+        if (!hasCode(error, 'peer_not_found', 'worker_closed')) this.#log.warn('closing a peer failed', { peerId, err: error })
+      } finally {
+        this.#byPeer.delete(peerId)
+      }
+    })
+    return participant.closed
+  }
+
+  room(roomId: RoomId): Room | undefined {
+    return this.#rooms.get(roomId)
+  }
+
+  get roomCount(): number {
+    return this.#rooms.size
+  }
+
+  /** Everyone leaves; settles when every peer is closed. */
+  async close(): Promise<void> {
+    this.#stopListening()
+    const everyone = [...this.#rooms.values()].flatMap((room) => [...room.participants.values()])
+    await Promise.all(everyone.map((participant) => this.leave(participant, 'server_closing')))
+  }
+
+  #admit(roomId: RoomId, kind: ParticipantKind, name: string, sink: ParticipantSink | undefined): Participant {
+    let room = this.#rooms.get(roomId)
+    if (room === undefined) {
+      room = new Room(roomId)
+      this.#rooms.set(roomId, room)
+    }
+    const participant = new Participant(room, kind, name, sink)
+    room.participants.set(participant.id, participant)
+    if (kind !== 'member') this.#bySession.set(participant.resourceId, participant)
+    return participant
+  }
+
+  #announce(participant: Participant): void {
+    if (participant.state !== 'active') return
+    participant.announced = true
+    participant.room.broadcast({ type: 'participant-joined', participant: participant.info() }, participant)
+  }
+
+  /** Creates the peer on the first offer. Call inside the participant's queue. */
+  async #applyOffer(participant: Participant, sdp: string): Promise<string> {
+    assertActive(participant)
+    if (participant.peerId === undefined) {
+      const peerId = await this.#media.createPeer()
+      // Registered before any await: the peer's events can only come after this.
+      participant.peerId = peerId
+      this.#byPeer.set(peerId, participant)
+      assertActive(participant)
+    }
+    const answer = await this.#media.applyOffer(participant.peerId, sdp)
+    assertActive(participant)
+    return answer
+  }
+
+  /**
+   * Subscribes the participant to every track of its room it does not receive yet, as long as it
+   * has free receive m-lines of the track's kind. Never throws. Call inside the participant's queue.
+   */
+  async #fillSlots(participant: Participant): Promise<void> {
+    const peerId = participant.peerId
+    if (peerId === undefined) return
+    const full = new Set<string>()
+    for (const track of [...participant.room.tracks.values()]) {
+      if (participant.state !== 'active') return
+      if (track.owner === participant || participant.received.has(track.engineId) || full.has(track.kind)) continue
+      try {
+        const { mid } = await this.#media.subscribe(peerId, track.engineId)
+        if (participant.state !== 'active') return
+        if (participant.room.tracks.get(track.engineId) !== track) {
+          // The track ended while we subscribed; its end already went by without us.
+          await this.#unsubscribe(peerId, track)
+          continue
+        }
+        participant.received.set(track.engineId, { track, mid })
+      } catch (error) {
+        if (hasCode(error, 'no_free_slot')) full.add(track.kind)
+        else if (!hasCode(error, 'track_not_found', 'already_subscribed')) {
+          // The offer is already applied: the answer must still go out, with what we have.
+          this.#log.warn('subscribing failed', { participantId: participant.id, trackId: track.id, err: error })
+          return
+        }
+      }
+    }
+  }
+
+  async #unsubscribe(peerId: PeerId, track: PublishedTrack): Promise<void> {
+    try {
+      await this.#media.unsubscribe(peerId, track.engineId)
+    } catch (error) {
+      // The engine drops a subscription by itself when the track or the peer goes.
+      if (!hasCode(error, 'not_subscribed', 'track_not_found', 'peer_not_found', 'worker_closed')) throw error
+    }
+  }
+
+  #endTrack(track: PublishedTrack): void {
+    const room = track.owner.room
+    if (room.tracks.get(track.engineId) !== track) return
+    room.tracks.delete(track.engineId)
+    track.owner.published.delete(track.engineId)
+    room.broadcast({ type: 'track-ended', trackId: track.id }, track.owner)
+    for (const participant of room.participants.values()) {
+      if (participant.received.get(track.engineId)?.track !== track) continue
+      participant.received.delete(track.engineId)
+      participant.queue
+        .run(async () => {
+          if (participant.peerId === undefined || participant.state !== 'active') return
+          await this.#unsubscribe(participant.peerId, track)
+          // A viewer's freed m-line can carry a track it could not receive before.
+          if (participant.kind === 'whep') await this.#fillSlots(participant)
+        })
+        .catch((error: unknown) => this.#log.warn('unsubscribing failed', { participantId: participant.id, err: error }))
+    }
+    this.#log.info('track ended', { roomId: room.id, trackId: track.id, participantId: track.owner.id })
+  }
+
+  #handleMediaEvent(event: MediaEvent): void {
+    switch (event.type) {
+      case 'track-published': {
+        const owner = this.#byPeer.get(event.peerId)
+        if (owner === undefined || owner.state !== 'active') {
+          this.#log.debug('track of an unknown or departed peer ignored', { peerId: event.peerId, engineTrackId: event.trackId })
+          return
+        }
+        const room = owner.room
+        const track = new PublishedTrack(event.trackId, `track-${event.trackId}` as TrackId, event.kind, owner)
+        room.tracks.set(track.engineId, track)
+        owner.published.add(track.engineId)
+        room.broadcast({ type: 'track-published', track: track.info() }, owner)
+        this.#log.info('track published', { roomId: room.id, participantId: owner.id, peerId: event.peerId, trackId: track.id, kind: track.kind })
+        for (const viewer of room.participants.values()) {
+          if (viewer.kind !== 'whep') continue
+          viewer.queue
+            .run(() => this.#fillSlots(viewer))
+            .catch((error: unknown) => this.#log.warn('subscribing a viewer failed', { participantId: viewer.id, err: error }))
+        }
+        return
+      }
+      case 'track-ended': {
+        const owner = this.#byPeer.get(event.peerId)
+        const track = owner?.room.tracks.get(event.trackId)
+        if (track !== undefined && track.owner === owner) this.#endTrack(track)
+        return
+      }
+      case 'peer-disconnected': {
+        const participant = this.#byPeer.get(event.peerId)
+        if (participant === undefined || participant.state !== 'active') return
+        this.#log.info('peer disconnected', { peerId: event.peerId, participantId: participant.id, reason: event.reason })
+        participant.sink?.end(event.reason)
+        void this.leave(participant, event.reason)
+        return
+      }
+      case 'peer-connected':
+        this.#log.info('peer connected', {
+          peerId: event.peerId,
+          participantId: this.#byPeer.get(event.peerId)?.id,
+          remote: redactAddress(event.remote),
+        })
+        return
+      case 'keyframe-requested':
+        this.#log.debug('keyframe requested', { engineTrackId: event.trackId, by: event.by })
+        return
+      case 'worker-restarted':
+        this.#log.error('media worker restarted; every peer was lost', { reason: event.reason })
+        return
+      default:
+        return assertNever(event)
+    }
+  }
+}
+
+function subscriptionsOf(participant: Participant): SubscriptionInfo[] {
+  return [...participant.received.values()].map(({ track, mid }) => ({ mid, ...track.info() }))
+}
+
+function assertActive(participant: Participant): void {
+  if (participant.state !== 'active') throw new AppError('invalid_state', 'the participant has left')
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unhandled media event ${JSON.stringify(value)}`)
+}

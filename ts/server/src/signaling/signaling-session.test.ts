@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict'
+import { beforeEach, describe, test } from 'node:test'
+import { type RoomId, type ServerMessage, ServerMessage as ServerMessageSchema } from '@conclave/protocol'
+import { quietLog } from '../../test/support/media-engines.js'
+import { FakeMediaEngine } from '../media/fake-media-engine.js'
+import { RoomService } from '../rooms/room-service.js'
+import { SignalingSession } from './signaling-session.js'
+
+function channel() {
+  const sent: ServerMessage[] = []
+  const closed: { code: number; reason: string }[] = []
+  return {
+    sent,
+    closed,
+    send: (text: string) => sent.push(ServerMessageSchema.parse(JSON.parse(text))),
+    close: (code: number, reason: string) => closed.push({ code, reason }),
+  }
+}
+
+const join = (id: string, room = 'daily') => JSON.stringify({ type: 'join', id, protocolVersion: 1, room, name: 'Ada' })
+
+describe('SignalingSession', () => {
+  let media: FakeMediaEngine
+  let rooms: RoomService
+
+  beforeEach(() => {
+    media = new FakeMediaEngine()
+    rooms = new RoomService({ media, log: quietLog })
+  })
+
+  function open(grantRoom?: string) {
+    const socket = channel()
+    const grant = { room: grantRoom as RoomId | undefined, subject: undefined }
+    const session = new SignalingSession({ rooms, grant, channel: socket, log: quietLog })
+    return { socket, session }
+  }
+
+  test('text that is not JSON gets an invalid_message error and the session stays usable', async () => {
+    const { socket, session } = open()
+    await session.handleFrame('{oops')
+    assert.deepEqual(socket.sent, [{ type: 'error', code: 'invalid_message', message: 'message is not valid JSON' }])
+    await session.handleFrame(join('2'))
+    assert.equal(socket.sent[1]?.type, 'joined')
+    assert.deepEqual(socket.closed, [])
+  })
+
+  test('an unknown type or a schema failure is an invalid_message error echoing the id', async () => {
+    const { socket, session } = open()
+    await session.handleFrame(JSON.stringify({ type: 'teleport', id: 'a' }))
+    await session.handleFrame(JSON.stringify({ type: 'join', id: 'b', protocolVersion: 1, room: 'no spaces', name: 'x' }))
+    assert.deepEqual(
+      socket.sent.map((message) => (message.type === 'error' ? [message.id, message.code] : message.type)),
+      [
+        ['a', 'invalid_message'],
+        ['b', 'invalid_message'],
+      ],
+    )
+  })
+
+  test('a binary frame is an invalid_message error', async () => {
+    const { socket, session } = open()
+    await session.handleFrame(new ArrayBuffer(4))
+    assert.equal(socket.sent[0]?.type === 'error' && socket.sent[0].code, 'invalid_message')
+  })
+
+  test('an offer before join is refused with invalid_state', async () => {
+    const { socket, session } = open()
+    await session.handleFrame(JSON.stringify({ type: 'offer', id: '1', sdp: 'v=0\r\n' }))
+    assert.deepEqual(socket.sent, [{ type: 'error', id: '1', code: 'invalid_state', message: 'join a room first' }])
+  })
+
+  test('joining a room the token is not for is forbidden', async () => {
+    const { socket, session } = open('other')
+    await session.handleFrame(join('1', 'daily'))
+    assert.equal(socket.sent[0]?.type === 'error' && socket.sent[0].code, 'forbidden')
+    assert.equal(rooms.roomCount, 0)
+  })
+
+  test('join, offer and leave are answered in order with their ids', async () => {
+    const { socket, session } = open()
+    await session.handleFrame(join('1'))
+    await session.handleFrame(JSON.stringify({ type: 'offer', id: '2', sdp: 'v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\n' }))
+    await session.handleFrame(JSON.stringify({ type: 'leave', id: '3' }))
+    assert.deepEqual(
+      socket.sent.map((message) => [message.type, 'id' in message ? message.id : undefined]),
+      [
+        ['joined', '1'],
+        ['answer', '2'],
+        ['left', '3'],
+      ],
+    )
+    assert.equal((await media.stats()).peers, 0)
+  })
+
+  test('a second join on one connection is refused', async () => {
+    const { socket, session } = open()
+    await session.handleFrame(join('1'))
+    await session.handleFrame(join('2'))
+    assert.equal(socket.sent[1]?.type === 'error' && socket.sent[1].code, 'invalid_state')
+  })
+
+  test('an engine error on an offer is passed on with its code', async () => {
+    const { socket, session } = open()
+    await session.handleFrame(join('1'))
+    await session.handleFrame(JSON.stringify({ type: 'offer', id: '2', sdp: 'not sdp' }))
+    assert.equal(socket.sent[1]?.type === 'error' && socket.sent[1].code, 'invalid_sdp')
+  })
+
+  test('a flood of messages is throttled with rate_limited', async () => {
+    const socket = channel()
+    let now = 0
+    const session = new SignalingSession({
+      rooms,
+      grant: { room: undefined, subject: undefined },
+      channel: socket,
+      log: quietLog,
+      burst: 3,
+      messagesPerSecond: 1,
+      now: () => now,
+    })
+    for (let i = 0; i < 5; i++) await session.handleFrame(JSON.stringify({ type: 'leave', id: String(i) }))
+    const codes = socket.sent.map((message) => (message.type === 'error' ? message.code : message.type))
+    assert.deepEqual(codes, ['invalid_state', 'invalid_state', 'invalid_state', 'rate_limited', 'rate_limited'])
+    now = 1000
+    await session.handleFrame(JSON.stringify({ type: 'leave', id: 'later' }))
+    const last = socket.sent.at(-1)
+    assert.ok(last?.type === 'error' && last.code === 'invalid_state', 'a token came back after a second')
+  })
+
+  test('closing the socket makes the member leave', async () => {
+    const { session } = open()
+    await session.handleFrame(join('1'))
+    assert.equal(rooms.roomCount, 1)
+    await session.handleClose()
+    assert.equal(rooms.roomCount, 0)
+  })
+})
