@@ -62,6 +62,12 @@ pub enum Event {
         peer: PeerId,
         track: TrackId,
     },
+    /// A subscription's target layer changed; the switch happens at that layer's next keyframe.
+    LayerSwitched {
+        peer: PeerId,
+        track: TrackId,
+        layer: u8,
+    },
     /// A subscriber lost its picture (PLI/FIR) or subscribed: the engine asked the publisher for a
     /// keyframe. Informational, rate limited like the request itself.
     KeyframeRequested {

@@ -12,10 +12,10 @@ use crate::ice::{BindingOutcome, IceLite};
 use crate::ids::{MediaKind, PeerId, TrackId};
 use crate::peer::{
     CodecKind, ConnectionState, IncomingStream, MediaLine, PayloadTypes, Peer, PeerCounters,
-    SendSlot, SlotSubscription,
+    SendSlot, SlotSubscription, Vp8Continuity,
 };
-use crate::receive_stats::{to_clock_units, ReceiveStats};
-use crate::track::{SenderReportInfo, Track};
+use crate::receive_stats::to_clock_units;
+use crate::track::{Layer, SenderReportInfo, Track, MAX_LAYERS};
 use crate::{rtcp, rtp, sdp, srtp, stun};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -30,6 +30,8 @@ const BUFFER_CAPACITY: usize = 1600;
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(50);
 /// RTCP reports per peer: about once a second (RFC 3550 §6.2 allows far more for our few streams).
 const REPORT_INTERVAL: Duration = Duration::from_millis(1000);
+/// How often each simulcast subscription's layer is reconsidered.
+const LAYER_SELECTION_INTERVAL: Duration = Duration::from_millis(500);
 const ICE_UFRAG_LEN: usize = 8;
 const ICE_PWD_LEN: usize = 24;
 
@@ -85,7 +87,9 @@ pub struct Engine {
     scratch: Vec<u8>,
     next_housekeeping: Instant,
     live_peers_scratch: Vec<PeerId>,
-    keyframe_scratch: Vec<TrackId>,
+    keyframe_scratch: Vec<(TrackId, usize)>,
+    subscription_scratch: Vec<(PeerId, usize)>,
+    next_layer_selection: Instant,
     report_blocks: Vec<rtcp::ReportBlock>,
     session_version: u64,
     stats: EngineStats,
@@ -114,6 +118,8 @@ impl Engine {
             next_housekeeping: now,
             live_peers_scratch: Vec::new(),
             keyframe_scratch: Vec::new(),
+            subscription_scratch: Vec::new(),
+            next_layer_selection: now,
             report_blocks: Vec::new(),
             session_version: 1,
             stats: EngineStats::default(),
@@ -310,13 +316,17 @@ impl Engine {
                 sdp::Direction::RecvOnly => {
                     let track_id = TrackId(self.next_track);
                     self.next_track += 1;
-                    let (ssrc, rtx_ssrc) = announced_ssrcs(offered);
-                    if let Some(ssrc) = ssrc {
-                        peer.incoming.insert(ssrc, IncomingStream::Media(track_id));
-                    }
-                    if let Some(rtx) = rtx_ssrc {
-                        peer.incoming
-                            .insert(rtx, IncomingStream::Retransmission(track_id));
+                    let cache_packets = self.config.nack_cache_packets;
+                    let layers = publish_layers(offered, kind, cache_packets);
+                    for (index, layer) in layers.iter().enumerate() {
+                        if let Some(ssrc) = layer.ssrc {
+                            peer.incoming
+                                .insert(ssrc, IncomingStream::Media(track_id, index as u8));
+                        }
+                        if let Some(rtx) = layer.rtx_ssrc {
+                            peer.incoming
+                                .insert(rtx, IncomingStream::Retransmission(track_id, index as u8));
+                        }
                     }
                     let stream_id = offered
                         .msid
@@ -336,8 +346,6 @@ impl Engine {
                         })
                         .unwrap_or_else(|| format!("{peer_id}"));
                     let clock_rate = payload_types[0].codec.clock_rate();
-                    let cache = (kind == MediaKind::Video)
-                        .then(|| PacketCache::new(self.config.nack_cache_packets));
                     peer.media.push(MediaLine::Publish {
                         mid: decision.mid.clone(),
                         track: track_id,
@@ -349,21 +357,9 @@ impl Engine {
                         mid: decision.mid.clone(),
                         stream_id,
                         payload_types,
-                        ssrc,
-                        rtx_ssrc,
-                        rid: offered
-                            .rids
-                            .iter()
-                            .find(|r| r.direction == "send")
-                            .map(|r| r.id.clone()),
+                        layers,
                         subscribers: Vec::new(),
-                        cache,
-                        receive: ReceiveStats::default(),
                         clock_rate,
-                        last_sender_report: None,
-                        last_keyframe_request: None,
-                        keyframe_wanted: false,
-                        last_packet_at: None,
                     });
                 }
                 sdp::Direction::SendOnly => {
@@ -552,7 +548,11 @@ impl Engine {
         slot.subscription = Some(SlotSubscription {
             track: track_id,
             rewriter: SequenceRewriter::new(initial_sequence, initial_timestamp),
-            waiting_for_keyframe: kind == MediaKind::Video,
+            layer: None,
+            target_layer: 0,
+            max_spatial_layer: None,
+            max_height: None,
+            vp8: Vp8Continuity::default(),
             has_sent: false,
         });
         let result = Subscription {
@@ -562,13 +562,14 @@ impl Engine {
         if let Some(track) = self.tracks.get_mut(&track_id) {
             track.subscribers.push((subscriber, slot_index));
         }
+        let target = self.choose_layer(subscriber, slot_index, now);
         // Before the subscriber is connected a keyframe would be wasted; connecting asks then.
         if self
             .peers
             .get(&subscriber)
             .is_some_and(|p| p.is_connected())
         {
-            self.request_keyframe_from_publisher(track_id, Some(subscriber), now);
+            self.request_keyframe_from_publisher(track_id, Some(target), Some(subscriber), now);
         }
         Ok(result)
     }
@@ -603,7 +604,7 @@ impl Engine {
         if !self.tracks.contains_key(&track) {
             return Err(SfuError::UnknownTrack(track));
         }
-        self.request_keyframe_from_publisher(track, None, now);
+        self.request_keyframe_from_publisher(track, None, None, now);
         Ok(())
     }
 
@@ -801,13 +802,22 @@ impl Engine {
                     remote,
                 });
                 // Subscriptions made before the path existed still need their first keyframe.
-                let subscribed: Vec<TrackId> = peer
+                let subscribed: Vec<(TrackId, usize)> = peer
                     .slots
                     .iter()
-                    .filter_map(|s| s.subscription.as_ref().map(|sub| sub.track))
+                    .filter_map(|s| {
+                        s.subscription
+                            .as_ref()
+                            .map(|sub| (sub.track, sub.target_layer))
+                    })
                     .collect();
-                for track in subscribed {
-                    self.request_keyframe_from_publisher(track, Some(peer_id), self.now);
+                for (track, layer) in subscribed {
+                    self.request_keyframe_from_publisher(
+                        track,
+                        Some(layer),
+                        Some(peer_id),
+                        self.now,
+                    );
                 }
             }
             DtlsOutcome::Closed => self.disconnect(peer_id, "dtls_closed"),
@@ -888,10 +898,11 @@ impl Engine {
                 }
             },
         };
-        let IncomingStream::Media(track_id) = stream else {
+        let IncomingStream::Media(track_id, layer_index) = stream else {
             // We never NACK upstream yet, so RTX from a publisher is only bandwidth probing.
             return;
         };
+        let layer_index = layer_index as usize;
         let Some(track) = tracks.get_mut(&track_id) else {
             return;
         };
@@ -903,23 +914,36 @@ impl Engine {
             stats.dropped_malformed += 1;
             return;
         };
-        let arrival = to_clock_units(now, peer.created_at, track.clock_rate);
-        track
+        let clock_rate = track.clock_rate;
+        let Some(layer) = track.layers.get_mut(layer_index) else {
+            return;
+        };
+        let arrival = to_clock_units(now, peer.created_at, clock_rate);
+        layer
             .receive
             .record(header.sequence, header.timestamp, arrival);
-        track.last_packet_at = Some(now);
-        if let Some(cache) = track.cache.as_mut() {
+        layer.last_packet_at = Some(now);
+        layer.rate.record(now, plain_len);
+        if let Some(cache) = layer.cache.as_mut() {
             cache.insert(header.sequence, scratch);
         }
         let payload = &scratch[header.payload_start..header.payload_end];
-        let now_ticks = rtp_ticks(now_ticks_base, track.clock_rate);
+        let now_ticks = rtp_ticks(now_ticks_base, clock_rate);
+        let vp8 = match codec.codec {
+            CodecKind::Vp8 => rtp::parse_vp8_descriptor(payload),
+            _ => None,
+        };
         let is_keyframe = match codec.codec {
             CodecKind::Vp8 => rtp::vp8_is_keyframe(payload),
             CodecKind::H264 => rtp::h264_is_keyframe(payload),
             CodecKind::Opus => true,
         };
         if is_keyframe && track.kind == MediaKind::Video {
-            track.keyframe_wanted = false;
+            layer.keyframe_wanted = false;
+            if let Some((width, height)) = rtp::vp8_keyframe_dimensions(payload) {
+                layer.width = width;
+                layer.height = height;
+            }
         }
 
         for &(subscriber_id, slot_index) in &track.subscribers {
@@ -944,11 +968,17 @@ impl Engine {
             let Some(subscription) = slot.subscription.as_mut() else {
                 continue;
             };
-            if subscription.waiting_for_keyframe {
-                if !is_keyframe {
+            if subscription.layer != Some(layer_index) {
+                // Packets of other layers never reach the subscriber; the target layer takes
+                // over at its keyframe, where a decoder can start.
+                if subscription.target_layer != layer_index || !is_keyframe {
                     continue;
                 }
-                subscription.waiting_for_keyframe = false;
+                if subscription.layer.is_some() {
+                    subscription.rewriter.switch_source();
+                    subscription.vp8.resync = true;
+                }
+                subscription.layer = Some(layer_index);
             }
             let Some((sequence, timestamp)) =
                 subscription
@@ -967,7 +997,15 @@ impl Engine {
                 timestamp,
                 slot.ssrc,
             );
+            let payload_start = out.len();
             out.extend_from_slice(payload);
+            if let Some(descriptor) = vp8 {
+                keep_vp8_continuous(
+                    &mut subscription.vp8,
+                    &descriptor,
+                    &mut out[payload_start..],
+                );
+            }
             if outbound.protect_rtp(&mut out).is_err() {
                 outbox.free.push(out);
                 continue;
@@ -983,7 +1021,7 @@ impl Engine {
 
     fn handle_rtcp(&mut self, peer_id: PeerId, data: &[u8]) {
         let now = self.now;
-        let mut keyframe_requests: Vec<TrackId> = Vec::new();
+        let mut keyframe_requests: Vec<(TrackId, usize)> = Vec::new();
         {
             let Engine {
                 peers,
@@ -1023,11 +1061,14 @@ impl Engine {
                 };
                 match packet {
                     rtcp::RtcpPacket::SenderReport(report) => {
-                        if let Some(IncomingStream::Media(track_id)) =
+                        if let Some(IncomingStream::Media(track_id, layer)) =
                             peer.incoming.get(&report.ssrc)
                         {
-                            if let Some(track) = tracks.get_mut(track_id) {
-                                track.last_sender_report = Some(SenderReportInfo {
+                            if let Some(layer) = tracks
+                                .get_mut(track_id)
+                                .and_then(|t| t.layers.get_mut(*layer as usize))
+                            {
+                                layer.last_sender_report = Some(SenderReportInfo {
                                     ntp: report.ntp,
                                     rtp_timestamp: report.rtp_timestamp,
                                     received_at: now,
@@ -1065,7 +1106,11 @@ impl Engine {
                         let Some(track) = tracks.get(&subscription.track) else {
                             continue;
                         };
-                        let Some(cache) = track.cache.as_ref() else {
+                        let Some(cache) = subscription
+                            .layer
+                            .and_then(|l| track.layers.get(l))
+                            .and_then(|l| l.cache.as_ref())
+                        else {
                             continue;
                         };
                         for lost in nack.lost() {
@@ -1131,18 +1176,20 @@ impl Engine {
                 }
             }
         }
-        for track in keyframe_requests {
-            self.request_keyframe_from_publisher(track, Some(peer_id), now);
+        for (track, layer) in keyframe_requests {
+            self.request_keyframe_from_publisher(track, Some(layer), Some(peer_id), now);
         }
     }
 
-    /// Marks that a subscriber of `track_id` needs a keyframe and asks the publisher with a PLI
-    /// unless one went out within `keyframe_request_interval_ms`. Until a keyframe arrives, the
-    /// request is repeated by `housekeeping`: browsers ignore requests that come too soon after
-    /// the previous one (Chromium: 300 ms), and a lost PLI must not leave a subscriber black.
+    /// Marks that a subscriber of `track_id` needs a keyframe of `layer` (all layers if `None`)
+    /// and asks the publisher with a PLI unless one went out within
+    /// `keyframe_request_interval_ms`. Until a keyframe arrives, the request is repeated by
+    /// `housekeeping`: browsers ignore requests that come too soon after the previous one
+    /// (Chromium: 300 ms), and a lost PLI must not leave a subscriber black.
     fn request_keyframe_from_publisher(
         &mut self,
         track_id: TrackId,
+        layer: Option<usize>,
         by: Option<PeerId>,
         now: Instant,
     ) {
@@ -1152,22 +1199,42 @@ impl Engine {
         if track.kind != MediaKind::Video {
             return;
         }
-        track.keyframe_wanted = true;
-        self.send_pli_if_due(track_id, by, now);
+        let layers = track.layers.len();
+        for index in 0..layers {
+            if layer.is_none_or(|l| l == index) {
+                if let Some(layer) = self
+                    .tracks
+                    .get_mut(&track_id)
+                    .and_then(|t| t.layers.get_mut(index))
+                {
+                    layer.keyframe_wanted = true;
+                }
+                self.send_pli_if_due(track_id, index, by, now);
+            }
+        }
     }
 
-    fn send_pli_if_due(&mut self, track_id: TrackId, by: Option<PeerId>, now: Instant) {
+    fn send_pli_if_due(
+        &mut self,
+        track_id: TrackId,
+        layer: usize,
+        by: Option<PeerId>,
+        now: Instant,
+    ) {
         let interval = Duration::from_millis(self.config.keyframe_request_interval_ms);
         let Some(track) = self.tracks.get_mut(&track_id) else {
             return;
         };
-        if track
+        let Some(layer) = track.layers.get_mut(layer) else {
+            return;
+        };
+        if layer
             .last_keyframe_request
             .is_some_and(|at| now < at + interval)
         {
             return;
         }
-        let Some(media_ssrc) = track.ssrc else { return };
+        let Some(media_ssrc) = layer.ssrc else { return };
         let Some(publisher) = self.peers.get_mut(&track.publisher) else {
             return;
         };
@@ -1176,7 +1243,7 @@ impl Engine {
         else {
             return;
         };
-        track.last_keyframe_request = Some(now);
+        layer.last_keyframe_request = Some(now);
         let mut out = self.outbox.buffer();
         rtcp::write_pli(&mut out, publisher.rtcp_ssrc, media_ssrc);
         if outbound.protect_rtcp(&mut out).is_err() {
@@ -1188,6 +1255,99 @@ impl Engine {
             track: track_id,
             by,
         });
+    }
+
+    /// Picks the layer a subscription should receive: the best layer that is sending, within the
+    /// subscriber's wish (highest spatial layer, largest picture height). Switching up or down
+    /// happens at the new layer's next keyframe; a change asks for one. Returns the target.
+    fn choose_layer(&mut self, subscriber: PeerId, slot_index: usize, now: Instant) -> usize {
+        let Some(peer) = self.peers.get_mut(&subscriber) else {
+            return 0;
+        };
+        let Some(subscription) = peer
+            .slots
+            .get_mut(slot_index)
+            .and_then(|s| s.subscription.as_mut())
+        else {
+            return 0;
+        };
+        let Some(track) = self.tracks.get_mut(&subscription.track) else {
+            return 0;
+        };
+        if track.layers.len() < 2 {
+            return 0;
+        }
+        let mut ranked = [0usize; MAX_LAYERS];
+        let count = track.layers_by_quality(now, &mut ranked);
+        let allowed_rank = subscription
+            .max_spatial_layer
+            .map_or(count - 1, |max| (max as usize).min(count - 1));
+        let mut choice = None;
+        for (rank, &index) in ranked[..count].iter().enumerate() {
+            let layer = &track.layers[index];
+            let fits = rank <= allowed_rank
+                && subscription
+                    .max_height
+                    .is_none_or(|max| layer.height == 0 || layer.height <= max);
+            if layer.is_active(now) && (fits || choice.is_none()) {
+                // Always fall back to the lowest sending layer rather than to nothing.
+                choice = Some(index);
+            }
+            if !fits {
+                break;
+            }
+        }
+        let target = choice.unwrap_or(ranked[0]);
+        if target != subscription.target_layer {
+            subscription.target_layer = target;
+            let track_id = subscription.track;
+            let connected = peer.is_connected();
+            self.events.push_back(Event::LayerSwitched {
+                peer: subscriber,
+                track: track_id,
+                layer: target as u8,
+            });
+            if connected {
+                self.request_keyframe_from_publisher(track_id, Some(target), Some(subscriber), now);
+            }
+        }
+        target
+    }
+
+    /// Sets what a subscriber wants of a simulcast track: at most `max_spatial_layer` (0 is the
+    /// lowest quality) and pictures at most `max_height` tall (e.g. its video element's size).
+    pub fn set_layer_preference(
+        &mut self,
+        subscriber: PeerId,
+        track: TrackId,
+        max_spatial_layer: Option<u8>,
+        max_height: Option<u16>,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        let peer = self
+            .peers
+            .get_mut(&subscriber)
+            .ok_or(SfuError::UnknownPeer(subscriber))?;
+        let slot_index = peer
+            .slots
+            .iter()
+            .position(|s| {
+                s.subscription
+                    .as_ref()
+                    .is_some_and(|sub| sub.track == track)
+            })
+            .ok_or(SfuError::NotSubscribed {
+                peer: subscriber,
+                track,
+            })?;
+        let subscription = peer.slots[slot_index]
+            .subscription
+            .as_mut()
+            .expect("found above");
+        subscription.max_spatial_layer = max_spatial_layer;
+        subscription.max_height = max_height;
+        self.choose_layer(subscriber, slot_index, now);
+        Ok(())
     }
 
     /// Timers: DTLS retransmissions, consent expiry and periodic RTCP reports.
@@ -1233,16 +1393,30 @@ impl Engine {
 
         let mut waiting = std::mem::take(&mut self.keyframe_scratch);
         waiting.clear();
-        waiting.extend(
-            self.tracks
-                .values()
-                .filter(|t| t.keyframe_wanted)
-                .map(|t| t.id),
-        );
-        for &track in &waiting {
-            self.send_pli_if_due(track, None, now);
+        for track in self.tracks.values() {
+            for (index, layer) in track.layers.iter().enumerate() {
+                if layer.keyframe_wanted {
+                    waiting.push((track.id, index));
+                }
+            }
+        }
+        for &(track, layer) in &waiting {
+            self.send_pli_if_due(track, layer, None, now);
         }
         self.keyframe_scratch = waiting;
+
+        if now >= self.next_layer_selection {
+            self.next_layer_selection = now + LAYER_SELECTION_INTERVAL;
+            let mut subscriptions = std::mem::take(&mut self.subscription_scratch);
+            subscriptions.clear();
+            for track in self.tracks.values().filter(|t| t.layers.len() > 1) {
+                subscriptions.extend_from_slice(&track.subscribers);
+            }
+            for &(subscriber, slot) in &subscriptions {
+                self.choose_layer(subscriber, slot, now);
+            }
+            self.subscription_scratch = subscriptions;
+        }
     }
 
     /// One compound RTCP packet per peer: a sender report for each stream we send it, a receiver
@@ -1277,7 +1451,11 @@ impl Engine {
             let Some(track) = tracks.get(&subscription.track) else {
                 continue;
             };
-            let Some(report) = track.last_sender_report else {
+            let Some(report) = subscription
+                .layer
+                .and_then(|l| track.layers.get(l))
+                .and_then(|l| l.last_sender_report)
+            else {
                 continue;
             };
             let Some(timestamp_offset) = subscription.rewriter.timestamp_offset() else {
@@ -1311,26 +1489,28 @@ impl Engine {
             let Some(track) = tracks.get_mut(&track_id) else {
                 continue;
             };
-            let (Some(ssrc), true) = (track.ssrc, track.receive.has_data()) else {
-                continue;
-            };
-            let loss = track.receive.report();
-            let (last_sr, delay_since_last_sr) = match track.last_sender_report {
-                Some(sr) => {
-                    let delay = now.saturating_duration_since(sr.received_at);
-                    ((sr.ntp >> 16) as u32, (duration_to_ntp(delay) >> 16) as u32)
-                }
-                None => (0, 0),
-            };
-            blocks.push(rtcp::ReportBlock {
-                ssrc,
-                fraction_lost: loss.fraction_lost,
-                cumulative_lost: loss.cumulative_lost,
-                extended_highest_seq: loss.extended_highest_seq,
-                jitter: loss.jitter,
-                last_sr,
-                delay_since_last_sr,
-            });
+            for layer in &mut track.layers {
+                let (Some(ssrc), true) = (layer.ssrc, layer.receive.has_data()) else {
+                    continue;
+                };
+                let loss = layer.receive.report();
+                let (last_sr, delay_since_last_sr) = match layer.last_sender_report {
+                    Some(sr) => {
+                        let delay = now.saturating_duration_since(sr.received_at);
+                        ((sr.ntp >> 16) as u32, (duration_to_ntp(delay) >> 16) as u32)
+                    }
+                    None => (0, 0),
+                };
+                blocks.push(rtcp::ReportBlock {
+                    ssrc,
+                    fraction_lost: loss.fraction_lost,
+                    cumulative_lost: loss.cumulative_lost,
+                    extended_highest_seq: loss.extended_highest_seq,
+                    jitter: loss.jitter,
+                    last_sr,
+                    delay_since_last_sr,
+                });
+            }
         }
         if !blocks.is_empty() || first_sender.is_none() {
             for chunk in blocks.chunks(31) {
@@ -1384,31 +1564,71 @@ fn payload_types_of(offered: &sdp::MediaSection, decision: &sdp::AnswerMedia) ->
         .collect()
 }
 
-/// The primary and RTX SSRC a publisher's m-line announced (`a=ssrc-group:FID` or lone `a=ssrc`).
-fn announced_ssrcs(offered: &sdp::MediaSection) -> (Option<u32>, Option<u32>) {
-    if let Some(group) = offered
+/// The layers a publisher's m-line announces: one per sent RID (simulcast by RID), one per SSRC
+/// of an `a=ssrc-group:SIM` (simulcast by SSRC), else a single layer with the SSRC (and its
+/// `FID` retransmission SSRC) if the SDP names them. Unnamed SSRCs are bound by MID/RID later.
+fn publish_layers(
+    offered: &sdp::MediaSection,
+    kind: MediaKind,
+    cache_packets: usize,
+) -> Vec<Layer> {
+    let cache = |layers: usize| {
+        // Each simulcast layer keeps its own history; smaller, so three layers cost about one.
+        let packets = if layers > 1 {
+            cache_packets / 2
+        } else {
+            cache_packets
+        };
+        (kind == MediaKind::Video).then(|| PacketCache::new(packets.max(64)))
+    };
+    let rtx_of = |primary: u32| {
+        offered
+            .ssrc_groups
+            .iter()
+            .find(|g| g.semantics.eq_ignore_ascii_case("FID") && g.ssrcs.first() == Some(&primary))
+            .and_then(|g| g.ssrcs.get(1).copied())
+    };
+    let rids: Vec<&sdp::Rid> = offered
+        .rids
+        .iter()
+        .filter(|r| r.direction == "send")
+        .take(MAX_LAYERS)
+        .collect();
+    if !rids.is_empty() {
+        return rids
+            .iter()
+            .map(|r| Layer::new(Some(r.id.clone()), None, None, cache(rids.len())))
+            .collect();
+    }
+    if let Some(sim) = offered
+        .ssrc_groups
+        .iter()
+        .find(|g| g.semantics.eq_ignore_ascii_case("SIM"))
+    {
+        let count = sim.ssrcs.len().min(MAX_LAYERS);
+        return sim
+            .ssrcs
+            .iter()
+            .take(count)
+            .map(|&ssrc| Layer::new(None, Some(ssrc), rtx_of(ssrc), cache(count)))
+            .collect();
+    }
+    let primary = offered
         .ssrc_groups
         .iter()
         .find(|g| g.semantics.eq_ignore_ascii_case("FID"))
-    {
-        return (group.ssrcs.first().copied(), group.ssrcs.get(1).copied());
-    }
-    if offered
-        .ssrc_groups
-        .iter()
-        .any(|g| g.semantics.eq_ignore_ascii_case("SIM"))
-    {
-        // Simulcast by SSRC: forward the first layer until layer selection exists.
-        let first = offered
-            .ssrc_groups
-            .iter()
-            .find(|g| g.semantics.eq_ignore_ascii_case("SIM"));
-        return (first.and_then(|g| g.ssrcs.first().copied()), None);
-    }
-    (offered.ssrcs.first().map(|l| l.ssrc), None)
+        .and_then(|g| g.ssrcs.first().copied())
+        .or_else(|| offered.ssrcs.first().map(|l| l.ssrc));
+    vec![Layer::new(
+        None,
+        primary,
+        primary.and_then(rtx_of),
+        cache(1),
+    )]
 }
 
-/// Binds an SSRC the SDP did not announce, by its MID (and RID) header extension.
+/// Binds an SSRC the SDP did not announce, by its MID header extension and, with simulcast,
+/// its RID or repaired RID (RFC 8852).
 fn bind_unknown_ssrc(
     peer: &mut Peer,
     tracks: &mut HashMap<TrackId, Track>,
@@ -1434,37 +1654,78 @@ fn bind_unknown_ssrc(
         _ => None,
     })?;
     let track = tracks.get_mut(&track_id)?;
-    if let Some(wanted) = track.rid.as_deref() {
-        let matches = |v: Option<&[u8]>| v == Some(wanted.as_bytes());
-        if matches(repaired) {
-            track.rtx_ssrc = Some(header.ssrc);
-            peer.incoming
-                .insert(header.ssrc, IncomingStream::Retransmission(track_id));
-            return Some(IncomingStream::Retransmission(track_id));
-        }
-        if !matches(rid) {
-            return None;
-        }
-    } else if repaired.is_some() {
-        peer.incoming
-            .insert(header.ssrc, IncomingStream::Retransmission(track_id));
-        return Some(IncomingStream::Retransmission(track_id));
+    let simulcast = track.layers.iter().any(|l| l.rid.is_some());
+    let layer_named = |wanted: Option<&[u8]>| {
+        track
+            .layers
+            .iter()
+            .position(|l| l.rid.as_deref().map(str::as_bytes) == wanted && wanted.is_some())
+    };
+    if repaired.is_some() {
+        let index = if simulcast { layer_named(repaired)? } else { 0 };
+        track.layers[index].rtx_ssrc = Some(header.ssrc);
+        let stream = IncomingStream::Retransmission(track_id, index as u8);
+        peer.incoming.insert(header.ssrc, stream);
+        return Some(stream);
     }
-    if track.ssrc.is_some_and(|s| s != header.ssrc) {
-        // A new SSRC for the same m-line (the sender restarted): forward it from here on.
-        if let Some(old) = track.ssrc {
-            peer.incoming.remove(&old);
-        }
+    let index = if simulcast { layer_named(rid)? } else { 0 };
+    let layer = &mut track.layers[index];
+    if let Some(old) = layer.ssrc.filter(|&old| old != header.ssrc) {
+        // A new SSRC for the same layer (the sender restarted): forward it from here on.
+        peer.incoming.remove(&old);
     }
-    track.ssrc = Some(header.ssrc);
-    peer.incoming
-        .insert(header.ssrc, IncomingStream::Media(track_id));
-    Some(IncomingStream::Media(track_id))
+    layer.ssrc = Some(header.ssrc);
+    let stream = IncomingStream::Media(track_id, index as u8);
+    peer.incoming.insert(header.ssrc, stream);
+    Some(stream)
 }
 
-fn subscribed_track(peer: &Peer, media_ssrc: u32) -> Option<TrackId> {
+/// Rewrites the PictureID and TL0PICIDX of an outgoing VP8 payload so that they continue the
+/// subscriber's sequence across layer switches.
+fn keep_vp8_continuous(
+    state: &mut Vp8Continuity,
+    descriptor: &rtp::Vp8Descriptor,
+    payload: &mut [u8],
+) {
+    if let Some((picture_id, offset, long)) = descriptor.picture_id {
+        let modulus: u16 = if long { 0x8000 } else { 0x80 };
+        if state.resync && descriptor.starts_frame {
+            let next = state
+                .last_picture_id
+                .map_or(picture_id, |last| (last + 1) % modulus);
+            state.picture_id_offset = next.wrapping_sub(picture_id) % modulus;
+        }
+        let out = (picture_id.wrapping_add(state.picture_id_offset)) % modulus;
+        if long {
+            payload[offset] = 0x80 | (out >> 8) as u8;
+            payload[offset + 1] = out as u8;
+        } else {
+            payload[offset] = out as u8;
+        }
+        state.last_picture_id = Some(out);
+    }
+    if let Some((tl0, offset)) = descriptor.tl0_pic_idx {
+        if state.resync && descriptor.starts_frame {
+            let next = state.last_tl0.map_or(tl0, |last| last.wrapping_add(1));
+            state.tl0_offset = next.wrapping_sub(tl0);
+        }
+        let out = tl0.wrapping_add(state.tl0_offset);
+        payload[offset] = out;
+        state.last_tl0 = Some(out);
+    }
+    if descriptor.starts_frame {
+        state.resync = false;
+    }
+}
+
+/// The track (and the layer it needs refreshed) that a subscriber's feedback about
+/// `media_ssrc` concerns.
+fn subscribed_track(peer: &Peer, media_ssrc: u32) -> Option<(TrackId, usize)> {
     let slot = peer.slot_by_ssrc(media_ssrc)?;
-    peer.slots[slot].subscription.as_ref().map(|s| s.track)
+    peer.slots[slot]
+        .subscription
+        .as_ref()
+        .map(|s| (s.track, s.layer.unwrap_or(s.target_layer)))
 }
 
 /// A 12-byte RTP header with no CSRCs and no extensions: subscribers demultiplex by the SSRCs our

@@ -58,17 +58,38 @@ pub enum ConnectionState {
 /// An incoming SSRC of a publisher, and which track it feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IncomingStream {
-    Media(TrackId),
-    Retransmission(TrackId),
+    /// A track's layer (index into `Track::layers`).
+    Media(TrackId, u8),
+    Retransmission(TrackId, u8),
 }
 
 /// What the subscriber's slot carries right now.
 pub struct SlotSubscription {
     pub track: TrackId,
     pub rewriter: SequenceRewriter,
-    /// Video starts at a keyframe so the first frame the subscriber decodes is whole.
-    pub waiting_for_keyframe: bool,
+    /// The layer being forwarded; `None` until the first keyframe of `target_layer` (video
+    /// starts at a keyframe so the first frame the subscriber decodes is whole).
+    pub layer: Option<usize>,
+    /// The layer to switch to at its next keyframe.
+    pub target_layer: usize,
+    /// The subscriber's wish: at most this layer (0 = lowest quality) and this picture height.
+    pub max_spatial_layer: Option<u8>,
+    pub max_height: Option<u16>,
+    pub vp8: Vp8Continuity,
     pub has_sent: bool,
+}
+
+/// Keeps VP8 PictureID and TL0PICIDX continuous for the subscriber across layer switches
+/// (each simulcast encoding numbers its pictures on its own; a decoder seeing them jump back
+/// would take new frames for old ones).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Vp8Continuity {
+    pub picture_id_offset: u16,
+    pub tl0_offset: u8,
+    pub last_picture_id: Option<u16>,
+    pub last_tl0: Option<u8>,
+    /// The next picture starts a new source: offsets are recomputed from it.
+    pub resync: bool,
 }
 
 /// A recvonly m-line of the browser: we send one subscribed track into it.

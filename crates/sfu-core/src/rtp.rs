@@ -380,38 +380,85 @@ pub fn is_rtcp(datagram: &[u8]) -> bool {
     matches!(datagram.get(1), Some(192..=223))
 }
 
+/// Where the fields of a VP8 payload descriptor (RFC 7741 §4.2) are, for reading and rewriting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vp8Descriptor {
+    /// Bytes of the descriptor; the VP8 payload header follows.
+    pub len: usize,
+    /// S bit set and partition index 0: this packet starts a frame.
+    pub starts_frame: bool,
+    /// PictureID, its offset in the payload, and whether it is the 15-bit form.
+    pub picture_id: Option<(u16, usize, bool)>,
+    /// TL0PICIDX and its offset.
+    pub tl0_pic_idx: Option<(u8, usize)>,
+    /// Temporal layer index and the layer-sync bit.
+    pub temporal: Option<(u8, bool)>,
+}
+
+/// Parses a VP8 payload descriptor; `None` if the payload is too short for what it announces.
+pub fn parse_vp8_descriptor(payload: &[u8]) -> Option<Vp8Descriptor> {
+    let descriptor = *payload.first()?;
+    let mut d = Vp8Descriptor {
+        len: 1,
+        starts_frame: descriptor & 0x10 != 0 && descriptor & 0x07 == 0,
+        picture_id: None,
+        tl0_pic_idx: None,
+        temporal: None,
+    };
+    if descriptor & 0x80 == 0 {
+        return Some(d);
+    }
+    let extension = *payload.get(1)?;
+    let mut offset = 2;
+    if extension & 0x80 != 0 {
+        let high = *payload.get(offset)?;
+        if high & 0x80 != 0 {
+            let low = *payload.get(offset + 1)?;
+            d.picture_id = Some(((u16::from(high & 0x7f) << 8) | u16::from(low), offset, true));
+            offset += 2;
+        } else {
+            d.picture_id = Some((u16::from(high), offset, false));
+            offset += 1;
+        }
+    }
+    if extension & 0x40 != 0 {
+        d.tl0_pic_idx = Some((*payload.get(offset)?, offset));
+        offset += 1;
+    }
+    if extension & 0x30 != 0 {
+        let byte = *payload.get(offset)?;
+        if extension & 0x20 != 0 {
+            d.temporal = Some((byte >> 6, byte & 0x20 != 0));
+        }
+        offset += 1;
+    }
+    d.len = offset;
+    (payload.len() >= offset).then_some(d)
+}
+
 /// True if a VP8 RTP payload starts a keyframe: RFC 7741 §4.2 payload descriptor with S=1 and
 /// PID=0, then the VP8 payload header's P bit (inverse key frame flag, RFC 6386 §9.1) is 0.
 pub fn vp8_is_keyframe(payload: &[u8]) -> bool {
-    let Some(&descriptor) = payload.first() else {
+    let Some(d) = parse_vp8_descriptor(payload) else {
         return false;
     };
-    let start_of_partition = descriptor & 0x10 != 0;
-    let partition_id = descriptor & 0x07;
-    if !start_of_partition || partition_id != 0 {
-        return false;
+    d.starts_frame && payload.get(d.len).is_some_and(|header| header & 0x01 == 0)
+}
+
+/// Width and height a VP8 keyframe announces (RFC 6386 §9.1: 3-byte frame tag, start code
+/// 9d 01 2a, then 14-bit width and height, each with 2 bits of scaling above).
+pub fn vp8_keyframe_dimensions(payload: &[u8]) -> Option<(u16, u16)> {
+    if !vp8_is_keyframe(payload) {
+        return None;
     }
-    let mut offset = 1;
-    if descriptor & 0x80 != 0 {
-        let Some(&extension) = payload.get(1) else {
-            return false;
-        };
-        offset = 2;
-        if extension & 0x80 != 0 {
-            // PictureID: 7 bits, or 15 bits when its M bit is set.
-            let Some(&picture_id) = payload.get(offset) else {
-                return false;
-            };
-            offset += if picture_id & 0x80 != 0 { 2 } else { 1 };
-        }
-        if extension & 0x40 != 0 {
-            offset += 1; // TL0PICIDX
-        }
-        if extension & 0x30 != 0 {
-            offset += 1; // TID/Y/KEYIDX, present if T or K is set
-        }
+    let d = parse_vp8_descriptor(payload)?;
+    let frame = payload.get(d.len..d.len + 10)?;
+    if frame[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
     }
-    payload.get(offset).is_some_and(|header| header & 0x01 == 0)
+    let width = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
+    let height = u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff;
+    Some((width, height))
 }
 
 const H264_IDR: u8 = 5;
@@ -819,6 +866,23 @@ mod tests {
                 }
             }
             fuzz_parse(&buf[..len]);
+        }
+    }
+
+    #[test]
+    fn a_vp8_descriptor_with_every_field_is_located_and_a_keyframe_announces_its_size() {
+        // X=1 S=1; I L T set; 15-bit PictureID 0x1234; TL0PICIDX 9; TID 2 with Y.
+        let mut payload = vec![0x90, 0xe0, 0x80 | 0x12, 0x34, 9, (2 << 6) | 0x20];
+        payload.extend_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
+        let d = parse_vp8_descriptor(&payload).unwrap();
+        assert_eq!(d.len, 6);
+        assert_eq!(d.picture_id, Some((0x1234, 2, true)));
+        assert_eq!(d.tl0_pic_idx, Some((9, 4)));
+        assert_eq!(d.temporal, Some((2, true)));
+        assert!(vp8_is_keyframe(&payload));
+        assert_eq!(vp8_keyframe_dimensions(&payload), Some((640, 480)));
+        for len in 0..payload.len() {
+            let _ = vp8_keyframe_dimensions(&payload[..len]);
         }
     }
 }

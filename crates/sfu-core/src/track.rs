@@ -1,11 +1,12 @@
-//! A published track: where its packets come from, who receives them, and what we keep of it
-//! (packet cache for NACKs, reception stats, the publisher's last sender report).
+//! A published track and its layers: where packets come from, who receives them, and what we
+//! keep of each layer (packet cache for NACKs, reception stats, the last sender report, its
+//! bitrate and picture size). A track without simulcast has one layer.
 
 use crate::forward::PacketCache;
 use crate::ids::{MediaKind, PeerId, TrackId};
 use crate::peer::PayloadTypes;
 use crate::receive_stats::ReceiveStats;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The publisher's latest sender report: the NTP/RTP pair that keeps audio and video in sync.
 #[derive(Debug, Clone, Copy)]
@@ -15,6 +16,99 @@ pub struct SenderReportInfo {
     pub received_at: Instant,
 }
 
+/// Bytes received over the last second, in two half-second buckets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateMeter {
+    bucket_start: Option<Instant>,
+    current: u64,
+    previous: u64,
+}
+
+const RATE_BUCKET: Duration = Duration::from_millis(500);
+
+impl RateMeter {
+    pub fn record(&mut self, now: Instant, bytes: usize) {
+        self.roll(now);
+        self.current += bytes as u64;
+    }
+
+    fn roll(&mut self, now: Instant) {
+        match self.bucket_start {
+            None => self.bucket_start = Some(now),
+            Some(start) if now >= start + RATE_BUCKET * 2 => {
+                self.previous = 0;
+                self.current = 0;
+                self.bucket_start = Some(now);
+            }
+            Some(start) if now >= start + RATE_BUCKET => {
+                self.previous = self.current;
+                self.current = 0;
+                self.bucket_start = Some(start + RATE_BUCKET);
+            }
+            _ => {}
+        }
+    }
+
+    /// Bits per second over the last half second to second (the previous bucket and the
+    /// current one so far).
+    pub fn bitrate_bps(&mut self, now: Instant) -> u64 {
+        self.roll(now);
+        let Some(start) = self.bucket_start else {
+            return 0;
+        };
+        let window = RATE_BUCKET + now.saturating_duration_since(start);
+        ((self.previous + self.current) * 8 * 1000) / (window.as_millis().max(1) as u64)
+    }
+}
+
+/// One encoding of a track: the only one without simulcast, else one per RID.
+pub struct Layer {
+    pub rid: Option<String>,
+    pub ssrc: Option<u32>,
+    pub rtx_ssrc: Option<u32>,
+    pub cache: Option<PacketCache>,
+    pub receive: ReceiveStats,
+    pub last_sender_report: Option<SenderReportInfo>,
+    pub last_packet_at: Option<Instant>,
+    pub last_keyframe_request: Option<Instant>,
+    /// A subscriber waits for a keyframe of this layer: PLIs repeat until one arrives.
+    pub keyframe_wanted: bool,
+    pub rate: RateMeter,
+    /// Picture size from the latest keyframe (VP8); 0 until one was seen.
+    pub width: u16,
+    pub height: u16,
+}
+
+impl Layer {
+    pub fn new(
+        rid: Option<String>,
+        ssrc: Option<u32>,
+        rtx_ssrc: Option<u32>,
+        cache: Option<PacketCache>,
+    ) -> Self {
+        Layer {
+            rid,
+            ssrc,
+            rtx_ssrc,
+            cache,
+            receive: ReceiveStats::default(),
+            last_sender_report: None,
+            last_packet_at: None,
+            last_keyframe_request: None,
+            keyframe_wanted: false,
+            rate: RateMeter::default(),
+            width: 0,
+            height: 0,
+        }
+    }
+
+    /// Sent a packet within the last second.
+    pub fn is_active(&self, now: Instant) -> bool {
+        self.last_packet_at
+            .is_some_and(|at| now < at + Duration::from_secs(1))
+    }
+}
+
 pub struct Track {
     pub id: TrackId,
     pub publisher: PeerId,
@@ -22,20 +116,10 @@ pub struct Track {
     pub mid: String,
     pub stream_id: String,
     pub payload_types: Vec<PayloadTypes>,
-    pub ssrc: Option<u32>,
-    pub rtx_ssrc: Option<u32>,
-    /// With simulcast, the one RTP stream id forwarded until layer selection exists.
-    pub rid: Option<String>,
+    pub layers: Vec<Layer>,
     /// Subscriber peer and the index of its send slot.
     pub subscribers: Vec<(PeerId, usize)>,
-    pub cache: Option<PacketCache>,
-    pub receive: ReceiveStats,
     pub clock_rate: u32,
-    pub last_sender_report: Option<SenderReportInfo>,
-    pub last_keyframe_request: Option<Instant>,
-    /// A subscriber waits for a keyframe: PLIs repeat until one arrives.
-    pub keyframe_wanted: bool,
-    pub last_packet_at: Option<Instant>,
 }
 
 impl Track {
@@ -44,5 +128,44 @@ impl Track {
             .iter()
             .copied()
             .find(|p| p.pt == payload_type)
+    }
+
+    pub fn layer_of_ssrc(&self, ssrc: u32) -> Option<usize> {
+        self.layers.iter().position(|l| l.ssrc == Some(ssrc))
+    }
+
+    /// Layer indices from the lowest quality to the highest: by picture width once keyframes
+    /// told it, else by bitrate, else in SDP order.
+    pub fn layers_by_quality(&mut self, now: Instant, out: &mut [usize; MAX_LAYERS]) -> usize {
+        let count = self.layers.len().min(MAX_LAYERS);
+        let mut keys = [(0u16, 0u64, 0usize); MAX_LAYERS];
+        for (i, layer) in self.layers.iter_mut().take(count).enumerate() {
+            keys[i] = (layer.width, layer.rate.bitrate_bps(now), i);
+        }
+        keys[..count].sort_unstable();
+        for (slot, key) in out.iter_mut().zip(keys[..count].iter()) {
+            *slot = key.2;
+        }
+        count
+    }
+}
+
+/// Simulcast encodings per track that the engine tracks (browsers send at most 3 or 4).
+pub const MAX_LAYERS: usize = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_meter_reports_about_the_last_second() {
+        let start = crate::test_epoch();
+        let mut meter = RateMeter::default();
+        for ms in 0..2000u64 {
+            meter.record(start + Duration::from_millis(ms), 125); // 1 Mbit/s
+        }
+        let bps = meter.bitrate_bps(start + Duration::from_millis(2000));
+        assert!((900_000..=1_100_000).contains(&bps), "{bps}");
+        assert_eq!(meter.bitrate_bps(start + Duration::from_secs(10)), 0);
     }
 }

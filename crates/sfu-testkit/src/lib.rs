@@ -2,6 +2,8 @@
 //! to an `Engine` over a simulated network with simulated time, so whole sessions run in
 //! milliseconds without sockets or sleeps.
 
+pub mod link;
+
 use hmac::{Hmac, Mac};
 use sfu_core::dtls::{DtlsIdentity, DtlsOutcome, DtlsRole, DtlsTransport};
 use sfu_core::{rtp, sdp, srtp, Engine, EngineConfig, Event, Input, Output};
@@ -203,6 +205,52 @@ impl SimPeer {
     /// Queues an unmodified datagram (for garbage tests).
     pub fn send_raw(&mut self, data: Vec<u8>) {
         self.outbox.push_back(data);
+    }
+
+    /// Sends RTP with header extensions, e.g. MID and RID for simulcast: `(id, value)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_rtp_with_extensions(
+        &mut self,
+        payload_type: u8,
+        ssrc: u32,
+        sequence: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+        extensions: &[(u8, &[u8])],
+    ) {
+        let mut packet = Vec::with_capacity(1500);
+        rtp::RtpHeaderWriter {
+            marker,
+            payload_type,
+            sequence,
+            timestamp,
+            ssrc,
+            extensions,
+        }
+        .write(&mut packet)
+        .expect("valid extensions");
+        packet.extend_from_slice(payload);
+        let outbound = self
+            .srtp_outbound
+            .as_mut()
+            .expect("connected before sending media");
+        outbound.protect_rtp(&mut packet).expect("protect");
+        self.outbox.push_back(packet);
+    }
+
+    /// A browser publishing one camera as three simulcast encodings `q`, `h`, `f` (by RID,
+    /// no SSRCs announced), with the MID and RID header extensions.
+    pub fn simulcast_offer(&self) -> String {
+        let video = format!(
+            "m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT} {VP8_RTX_PT}\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+             a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+             a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r\na=sendonly\r\na=msid:sim-stream sim-video\r\n\
+             a=rtcp-mux\r\na=rtpmap:{VP8_PT} VP8/90000\r\na=rtcp-fb:{VP8_PT} nack\r\na=rtcp-fb:{VP8_PT} nack pli\r\n\
+             a=rtpmap:{VP8_RTX_PT} rtx/90000\r\na=fmtp:{VP8_RTX_PT} apt={VP8_PT}\r\n\
+             a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n"
+        );
+        self.offer(vec![("0".into(), video)])
     }
 
     pub fn send_rtp(
@@ -462,6 +510,31 @@ impl SimNetwork {
             self.run();
         }
     }
+}
+
+/// A VP8 payload with a 15-bit PictureID and TL0PICIDX, of the given picture size if a keyframe.
+pub fn vp8_payload_with_ids(
+    keyframe: bool,
+    picture_id: u16,
+    tl0: u8,
+    size: (u16, u16),
+    len: usize,
+) -> Vec<u8> {
+    let mut payload = vec![
+        0x90,
+        0xc0,
+        0x80 | (picture_id >> 8) as u8 & 0x7f,
+        picture_id as u8,
+        tl0,
+    ];
+    payload.extend_from_slice(&[if keyframe { 0x00 } else { 0x01 }, 0x00, 0x00]);
+    if keyframe {
+        payload.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+        payload.extend_from_slice(&size.0.to_le_bytes());
+        payload.extend_from_slice(&size.1.to_le_bytes());
+    }
+    payload.resize(len.max(payload.len()), 0x42);
+    payload
 }
 
 /// A VP8 payload (RFC 7741 descriptor + VP8 frame header) that decoders see as a keyframe or not.

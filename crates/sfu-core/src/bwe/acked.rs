@@ -1,10 +1,11 @@
 //! The rate the receiver actually got: bytes of received packets over a sliding window of
-//! arrival time.
+//! arrival time. The window is short so that a cut after a rate change uses the new rate, not
+//! a blend with the old.
 
 use std::collections::VecDeque;
 
-const WINDOW_US: i64 = 500_000;
-/// Arrivals kept; past this (about 90 Mbit/s of 1200-byte packets) the oldest go early.
+const WINDOW_US: i64 = 250_000;
+/// Arrivals kept; past this (about 150 Mbit/s of 1200-byte packets) the oldest go early.
 const MAX_SAMPLES: usize = 4096;
 
 #[derive(Debug)]
@@ -43,6 +44,14 @@ impl AckedBitrate {
         }
     }
 
+    /// Forgets the arrivals so far: after a jump in the sending rate, a blend with the old rate
+    /// would understate the new one.
+    pub(super) fn reset(&mut self) {
+        self.samples.clear();
+        self.bytes = 0;
+        self.first_arrival_us = None;
+    }
+
     fn pop(&mut self) {
         if let Some((_, size)) = self.samples.pop_front() {
             self.bytes -= u64::from(size);
@@ -66,17 +75,20 @@ mod tests {
     fn measures_the_rate_over_the_last_window() {
         let mut acked = AckedBitrate::default();
         // 1000 bytes every 10 ms is 800 kbit/s, then 1000 bytes every 5 ms.
-        for i in 0..50 {
+        for i in 0..25 {
             acked.on_packet(i * 10_000, 1000);
         }
         assert_eq!(acked.rate_bps(), None);
-        for i in 50..100 {
+        for i in 25..100 {
             acked.on_packet(i * 10_000, 1000);
         }
         assert_eq!(acked.rate_bps(), Some(800_000.0));
-        for i in 0..200 {
+        for i in 0..100 {
             acked.on_packet(1_000_000 + i * 5_000, 1000);
         }
         assert_eq!(acked.rate_bps(), Some(1_600_000.0));
+        acked.reset();
+        acked.on_packet(2_000_000, 1000);
+        assert_eq!(acked.rate_bps(), None);
     }
 }

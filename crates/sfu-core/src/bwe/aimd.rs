@@ -15,8 +15,11 @@ const MAX_INCREASE_STEP: Duration = Duration::from_secs(1);
 const ASSUMED_PACKET_BITS: f64 = 1200.0 * 8.0;
 const ASSUMED_FRAME_RATE: f64 = 30.0;
 const MIN_ADDITIVE_BPS_PER_SECOND: f64 = 4_000.0;
-/// How long the sender takes to see the effect of a change beyond the round trip.
+/// How long the sender takes to see the effect of a change: the round trip plus about 100 ms
+/// for the detector, doubled so that the rate overshoots the capacity by less before the
+/// detector notices.
 const RESPONSE_EXTRA: Duration = Duration::from_millis(100);
+const RESPONSE_FACTOR: u32 = 2;
 /// The rate never grows past this multiple of the acknowledged rate (plus a little): an
 /// application-limited sender learns nothing about the link above what it sends.
 const ACKED_HEADROOM: f64 = 1.5;
@@ -89,6 +92,7 @@ pub(super) struct AimdRateControl {
     capacity: LinkCapacity,
     last_change: Option<Instant>,
     last_decrease: Option<Instant>,
+    last_raise: Option<Instant>,
 }
 
 impl AimdRateControl {
@@ -101,6 +105,7 @@ impl AimdRateControl {
             capacity: LinkCapacity::default(),
             last_change: None,
             last_decrease: None,
+            last_raise: None,
         }
     }
 
@@ -114,13 +119,20 @@ impl AimdRateControl {
         self.estimate_bps = self.estimate_bps.clamp(min_bps, max_bps);
     }
 
-    /// Jumps to `bps` (a probe result): the capacity learnt so far no longer holds.
-    pub(super) fn raise_to(&mut self, bps: f64, now: Instant) {
-        if bps > self.estimate_bps {
+    /// Jumps to a probe's result if it is higher and returns whether it did. The capacity
+    /// learnt so far no longer holds; a `saturated` probe measured the new one.
+    pub(super) fn raise_to(&mut self, bps: f64, saturated: bool, now: Instant) -> bool {
+        let raise = bps > self.estimate_bps;
+        if raise {
             self.estimate_bps = bps.clamp(self.min_bps, self.max_bps);
             self.capacity = LinkCapacity::default();
+            if saturated {
+                self.capacity.mean_kbps = Some(bps / 1e3);
+            }
             self.last_change = Some(now);
+            self.last_raise = Some(now);
         }
+        raise
     }
 
     pub(super) fn last_decrease(&self) -> Option<Instant> {
@@ -184,7 +196,7 @@ impl AimdRateControl {
     fn additive_bps_per_second(&self, rtt: Duration) -> f64 {
         let frame_bits = self.estimate_bps / ASSUMED_FRAME_RATE;
         let packets = (frame_bits / ASSUMED_PACKET_BITS).ceil().max(1.0);
-        let response = (rtt + RESPONSE_EXTRA).as_secs_f64();
+        let response = ((rtt + RESPONSE_EXTRA) * RESPONSE_FACTOR).as_secs_f64();
         (frame_bits / packets / response).max(MIN_ADDITIVE_BPS_PER_SECOND)
     }
 
@@ -192,10 +204,15 @@ impl AimdRateControl {
     /// rate, cuts again; anything else is the same congestion still draining.
     fn may_decrease(&self, acked_bps: Option<f64>, rtt: Duration, now: Instant) -> bool {
         let interval = rtt.clamp(MIN_DECREASE_INTERVAL, MAX_DECREASE_INTERVAL);
+        let Some(acked) = acked_bps else {
+            // Without a measured rate (just after a jump) a cut is a guess from the estimate:
+            // make it once, not once per round trip.
+            return self.last_decrease <= self.last_raise;
+        };
         let settled = self
             .last_decrease
             .is_none_or(|t| now.saturating_duration_since(t) >= interval);
-        settled || acked_bps.is_some_and(|a| a < self.estimate_bps / 2.0)
+        settled || acked < self.estimate_bps / 2.0
     }
 
     fn decrease(&mut self, acked_bps: Option<f64>, now: Instant) {
@@ -250,8 +267,19 @@ mod tests {
         aimd.update(BandwidthUsage::Normal, Some(1.36e6), RTT, t0 + ms(100));
         aimd.update(BandwidthUsage::Normal, Some(1.36e6), RTT, t0 + ms(1100));
         let gained = aimd.estimate_bps() - 0.85 * 1.6e6;
-        // Near capacity: about one 1200-byte packet per response time, not 8%.
-        assert!((30e3..70e3).contains(&gained), "{gained}");
+        // Near capacity: about one 1200-byte packet per two response times, not 8%.
+        assert!((15e3..35e3).contains(&gained), "{gained}");
+    }
+
+    #[test]
+    fn without_an_acked_rate_a_jump_is_cut_once() {
+        let t0 = crate::test_epoch();
+        let mut aimd = AimdRateControl::new(1e6, 1e4, 1e8);
+        assert!(aimd.raise_to(2e6, true, t0));
+        for i in 1..=5 {
+            aimd.update(BandwidthUsage::Overusing, None, RTT, t0 + ms(100 * i));
+        }
+        assert_eq!(aimd.estimate_bps(), 0.85 * 2e6);
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Loss-based control (draft-ietf-rmcat-gcc-02 §6): a cap on the rate from the fraction of
 //! packets feedback reports lost. Under 2% the cap lifts, over 10% it cuts, between it holds.
+//!
+//! A cut applies to the rate the lossy packets were sent at, not to the current estimate: by
+//! the time a sample is complete the delay-based side may already have cut for the same queue
+//! overflow, and cutting its result again would undershoot.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +18,8 @@ const MAX_INCREASE_STEP: Duration = Duration::from_secs(1);
 const FULL_SAMPLE: u32 = 100;
 const MIN_SAMPLE: u32 = 20;
 const SAMPLE_TIME: Duration = Duration::from_secs(1);
+/// Shorter samples give no trustworthy send rate; the estimate stands in for it.
+const MIN_SEND_SPAN: Duration = Duration::from_millis(50);
 /// Cuts come no closer than this plus a round trip, so one loss episode counts once.
 const DECREASE_INTERVAL: Duration = Duration::from_millis(300);
 
@@ -22,6 +28,10 @@ pub(super) struct LossControl {
     lost: u32,
     total: u32,
     sample_start: Option<Instant>,
+    /// Bytes and send-time span of the sample's packets.
+    sample_bytes: u64,
+    first_send: Option<Instant>,
+    last_send: Option<Instant>,
     last_update: Option<Instant>,
     last_decrease: Option<Instant>,
     /// `None` while loss is low enough not to limit the rate.
@@ -39,8 +49,8 @@ impl LossControl {
         self.last_ratio
     }
 
-    /// Counts the results of one feedback; once a sample is complete, moves the cap. `estimate`
-    /// is the current combined estimate, `delay_bps` the delay-based one.
+    /// Counts the results of one feedback; once a sample is complete, moves the cap.
+    /// `estimate_bps` is the current combined estimate, `delay_bps` the delay-based one.
     pub(super) fn on_results(
         &mut self,
         results: &[PacketResult],
@@ -51,16 +61,33 @@ impl LossControl {
     ) {
         let start = *self.sample_start.get_or_insert(now);
         self.total += results.len() as u32;
-        self.lost += results.iter().filter(|r| r.arrival_us.is_none()).count() as u32;
+        for r in results {
+            self.lost += u32::from(r.arrival_us.is_none());
+            self.sample_bytes += r.size_bytes as u64;
+            self.first_send = Some(self.first_send.map_or(r.send_time, |t| t.min(r.send_time)));
+            self.last_send = Some(self.last_send.map_or(r.send_time, |t| t.max(r.send_time)));
+        }
         let complete = self.total >= FULL_SAMPLE
             || (self.total >= MIN_SAMPLE && now.saturating_duration_since(start) >= SAMPLE_TIME);
         if !complete {
             return;
         }
         let ratio = f64::from(self.lost) / f64::from(self.total);
+        let send_span = match (self.first_send, self.last_send) {
+            (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
+            _ => 0.0,
+        };
+        let sent_bps = if send_span >= MIN_SEND_SPAN.as_secs_f64() {
+            self.sample_bytes as f64 * 8.0 / send_span
+        } else {
+            estimate_bps
+        };
         self.last_ratio = ratio;
         self.lost = 0;
         self.total = 0;
+        self.sample_bytes = 0;
+        self.first_send = None;
+        self.last_send = None;
         self.sample_start = Some(now);
         let elapsed = self
             .last_update
@@ -77,7 +104,7 @@ impl LossControl {
                 .last_decrease
                 .is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_INTERVAL + rtt);
             if settled {
-                let base = self.cap_bps.map_or(estimate_bps, |c| c.min(estimate_bps));
+                let base = self.cap_bps.map_or(sent_bps, |c| c.min(sent_bps));
                 self.cap_bps = Some(base * (1.0 - 0.5 * ratio));
                 self.last_decrease = Some(now);
             }
@@ -142,6 +169,21 @@ mod tests {
             loss.on_results(&results(t0, 100, 0), 8e5, 1e6, RTT, t0 + Duration::from_secs(s));
         }
         assert_eq!(loss.cap_bps(), None);
+    }
+
+    #[test]
+    fn a_cut_applies_to_the_rate_the_lossy_packets_were_sent_at() {
+        let t0 = crate::test_epoch();
+        let mut loss = LossControl::default();
+        // 100 x 1000 bytes over 99 ms: about 8 Mbit/s, of which half was lost; the estimate has
+        // meanwhile come down to 1 Mbit/s.
+        let mut sample = results(t0, 100, 2);
+        for (i, r) in sample.iter_mut().enumerate() {
+            r.send_time = t0 + Duration::from_millis(i as u64);
+        }
+        loss.on_results(&sample, 1e6, 1e6, RTT, t0 + Duration::from_millis(300));
+        let cap = loss.cap_bps().unwrap();
+        assert!((cap - 0.75 * 800_000.0 / 0.099).abs() < 1.0, "{cap}");
     }
 
     #[test]
