@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Installs everything Conclave's build and tests need on a fresh Debian machine with Node and Rust:
-# Debian packages (Chromium for the browser tests), npm dependencies, and cargo-fuzz. Idempotent.
+# Installs what Conclave needs on a fresh Debian machine with Node and Rust. Idempotent.
+#   scripts/setup.sh              npm dependencies (enough to build and run the server)
+#   scripts/setup.sh --for-tests  also Debian packages the tests use (Chromium) and cargo-fuzz
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for_tests=0
+[ "${1:-}" = "--for-tests" ] && for_tests=1
 
 need_apt=()
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
-command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ "$for_tests" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -17,7 +21,7 @@ fi
 echo "setup: npm ci"
 npm ci --no-audit --no-fund --loglevel=error
 
-if [ "${CONCLAVE_SKIP_FUZZ:-0}" != "1" ] && ! cargo fuzz --version >/dev/null 2>&1; then
+if [ "$for_tests" = 1 ] && ! cargo fuzz --version >/dev/null 2>&1; then
   if rustup toolchain list | grep -q nightly; then
     echo "setup: installing cargo-fuzz"
     cargo install cargo-fuzz --locked --quiet
