@@ -9,7 +9,7 @@ use crate::dtls::{DtlsIdentity, DtlsOutcome, DtlsRole, DtlsTransport};
 use crate::error::SfuError;
 use crate::forward::{rtp_ticks, PacketCache, SequenceRewriter};
 use crate::ice::{BindingOutcome, IceLite};
-use crate::ids::{MediaKind, PeerId, TrackId};
+use crate::ids::{IdBuildHasher, MediaKind, PeerId, TrackId};
 use crate::peer::{
     CodecKind, ConnectionState, IncomingStream, MediaLine, PayloadTypes, Peer, PeerCounters,
     SendSlot, SlotSubscription, Vp8Continuity,
@@ -75,8 +75,8 @@ pub struct Engine {
     identity: DtlsIdentity,
     rng: ChaCha20Rng,
     now: Instant,
-    peers: HashMap<PeerId, Peer>,
-    tracks: HashMap<TrackId, Track>,
+    peers: HashMap<PeerId, Peer, IdBuildHasher>,
+    tracks: HashMap<TrackId, Track, IdBuildHasher>,
     by_address: HashMap<SocketAddr, PeerId>,
     by_ufrag: HashMap<String, PeerId>,
     next_peer: u32,
@@ -106,8 +106,8 @@ impl Engine {
             identity,
             rng,
             now,
-            peers: HashMap::new(),
-            tracks: HashMap::new(),
+            peers: HashMap::default(),
+            tracks: HashMap::default(),
             by_address: HashMap::with_capacity(1024),
             by_ufrag: HashMap::new(),
             next_peer: first_id,
@@ -1631,7 +1631,7 @@ fn publish_layers(
 /// its RID or repaired RID (RFC 8852).
 fn bind_unknown_ssrc(
     peer: &mut Peer,
-    tracks: &mut HashMap<TrackId, Track>,
+    tracks: &mut HashMap<TrackId, Track, IdBuildHasher>,
     packet: &[u8],
     header: &rtp::RtpHeader,
 ) -> Option<IncomingStream> {

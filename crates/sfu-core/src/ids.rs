@@ -41,3 +41,29 @@ impl fmt::Display for TrackId {
         write!(f, "track-{}", self.0)
     }
 }
+
+/// A multiplicative hasher for keys the engine chooses itself (peer and track ids, our own
+/// SSRCs). SipHash's protection against chosen keys is wasted on them and cost about 7 % of the
+/// packet path's instructions (bench/RESULTS.md); keys that come from the network keep SipHash.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_u64(&mut self, x: u64) {
+        let h = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 32);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub type IdBuildHasher = std::hash::BuildHasherDefault<IdHasher>;

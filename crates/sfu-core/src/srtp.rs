@@ -173,7 +173,7 @@ pub struct SrtpContext {
     rtp: Cipher,
     rtcp: Cipher,
     /// Highest RTP index (ROC << 16 | SEQ) protected per SSRC.
-    rtp_sent: HashMap<u32, u64>,
+    rtp_sent: HashMap<u32, u64, crate::ids::IdBuildHasher>,
     rtp_received: HashMap<u32, ReplayWindow>,
     /// Next SRTCP index to send per SSRC.
     rtcp_sent: HashMap<u32, u32>,
@@ -250,7 +250,7 @@ impl SrtpContext {
             profile,
             rtp,
             rtcp,
-            rtp_sent: HashMap::with_capacity(SSRC_CAPACITY),
+            rtp_sent: HashMap::with_capacity_and_hasher(SSRC_CAPACITY, Default::default()),
             rtp_received: HashMap::with_capacity(SSRC_CAPACITY),
             rtcp_sent: HashMap::with_capacity(SSRC_CAPACITY),
             rtcp_received: HashMap::with_capacity(SSRC_CAPACITY),
