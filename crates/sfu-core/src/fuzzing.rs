@@ -25,6 +25,7 @@ pub fn rtp(data: &[u8]) {
 
 pub fn rtcp(data: &[u8]) {
     crate::rtcp::fuzz_parse(data);
+    crate::twcc::fuzz_parse(data);
 }
 
 pub fn sdp(data: &[u8]) {

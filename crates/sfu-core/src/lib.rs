@@ -10,6 +10,7 @@
 //! network input; bad datagrams are dropped and counted in [`EngineStats`].
 
 pub mod api;
+pub mod bwe;
 pub mod dtls;
 pub mod engine;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod sdp;
 pub mod srtp;
 pub mod stun;
 pub mod track;
+pub mod twcc;
 
 pub use api::{EngineConfig, EngineStats, Event, Input, Output, PeerStats, Subscription, Transmit};
 pub use engine::Engine;

@@ -468,7 +468,12 @@ impl TwccRecorder {
         out.extend_from_slice(&(base as u16).to_be_bytes());
         out.extend_from_slice(&(self.symbols.len() as u16).to_be_bytes());
         let reference = ((reference & REFERENCE_MASK) as u32).to_be_bytes();
-        out.extend_from_slice(&[reference[1], reference[2], reference[3], self.feedback_count]);
+        out.extend_from_slice(&[
+            reference[1],
+            reference[2],
+            reference[3],
+            self.feedback_count,
+        ]);
         self.feedback_count = self.feedback_count.wrapping_add(1);
         write_chunks(out, &self.symbols);
         for &delta in &self.deltas {
@@ -590,7 +595,11 @@ impl TwccSender {
             Some(last) => {
                 // The nearest value with the same low 24 bits.
                 let diff = (wire - last).rem_euclid(1 << 24);
-                last + if diff >= 1 << 23 { diff - (1 << 24) } else { diff }
+                last + if diff >= 1 << 23 {
+                    diff - (1 << 24)
+                } else {
+                    diff
+                }
             }
         };
         self.reference = Some(reference);
@@ -615,6 +624,24 @@ impl TwccSender {
             });
         }
     }
+}
+
+/// Fuzz entry point: checks and walks every transport-cc packet of a compound RTCP packet.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) -> usize {
+    crate::rtcp::packets(data)
+        .filter_map(|p| match p {
+            Ok(crate::rtcp::RtcpPacket::TransportCc(cc)) => TransportFeedback::parse(&cc).ok(),
+            _ => None,
+        })
+        .map(|feedback| {
+            feedback
+                .packets()
+                .filter(|p| p.arrival_us.is_some())
+                .count()
+                + 1
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -768,7 +795,7 @@ mod tests {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             t += rng % 3_000;
-            if rng % 10 == 0 {
+            if rng.is_multiple_of(10) {
                 continue;
             }
             // Every 100th packet arrives after a long gap that needs a large delta.
@@ -813,7 +840,10 @@ mod tests {
         }
         assert!(rec.poll_feedback(t0 + us(20_000), 1, 2, &mut out));
         assert!(!rec.poll_feedback(t0 + us(20_000), 1, 2, &mut out));
-        assert_eq!(feedback(&out).status_count as usize, MAX_STATUS_PER_FEEDBACK);
+        assert_eq!(
+            feedback(&out).status_count as usize,
+            MAX_STATUS_PER_FEEDBACK
+        );
     }
 
     #[test]
@@ -839,7 +869,7 @@ mod tests {
         let mut rec = TwccRecorder::new();
         for i in 0..70_000u64 {
             let sent_at = t0 + us(i * 250);
-            let probe = (i % 3 == 0).then_some(7);
+            let probe = i.is_multiple_of(3).then_some(7);
             let seq = sender.on_send(sent_at, 100 + (i % 1000) as usize, probe);
             if i >= 69_990 && i % 4 != 1 {
                 rec.record(seq, sent_at + us(20_000));
@@ -857,7 +887,7 @@ mod tests {
             assert_eq!(r.seq, SEQ_ORIGIN + i);
             assert_eq!(r.send_time, t0 + us(i * 250));
             assert_eq!(r.size_bytes, 100 + (i % 1000) as usize);
-            assert_eq!(r.probe_cluster, (i % 3 == 0).then_some(7));
+            assert_eq!(r.probe_cluster, i.is_multiple_of(3).then_some(7));
             match r.arrival_us {
                 None => assert_eq!(i % 4, 1),
                 Some(a) => assert_eq!(a - first_arrival, (k as i64) * 250),
@@ -951,6 +981,15 @@ mod tests {
                 results.clear();
                 sender.on_feedback(&fb, &mut results);
             }
+            let mut packet = vec![
+                0x8f, 205, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0,
+            ];
+            packet[14..16].copy_from_slice(&(rng as u16 % 64).to_be_bytes());
+            packet.extend_from_slice(&body[..len]);
+            packet.resize(packet.len().next_multiple_of(4), 0);
+            let words = (packet.len() / 4 - 1) as u16;
+            packet[2..4].copy_from_slice(&words.to_be_bytes());
+            fuzz_parse(&packet);
         }
     }
 }

@@ -270,7 +270,7 @@ impl Sim {
     fn frame_only_q(&mut self) {
         self.frame += 1;
         let n = self.frame;
-        let keyframe = n % 15 == 0;
+        let keyframe = n.is_multiple_of(15);
         let payload = vp8_payload_with_ids(keyframe, 1000 + n, n as u8, LAYERS[0].2, 200);
         let extensions: [(u8, &[u8]); 2] = [(MID_EXT, b"0"), (RID_EXT, b"q")];
         self.net.peers[self.publisher].send_rtp_with_extensions(

@@ -5,8 +5,9 @@
 use std::collections::VecDeque;
 
 const WINDOW_US: i64 = 250_000;
-/// Arrivals kept; past this (about 150 Mbit/s of 1200-byte packets) the oldest go early.
-const MAX_SAMPLES: usize = 4096;
+/// Arrivals kept; past this (about 40 Mbit/s of 1200-byte packets) the oldest go early and the
+/// rate reads low.
+const MAX_SAMPLES: usize = 1024;
 
 #[derive(Debug)]
 pub(super) struct AckedBitrate {

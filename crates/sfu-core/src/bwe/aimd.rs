@@ -252,7 +252,11 @@ mod tests {
         for i in 0..=10 {
             aimd.update(BandwidthUsage::Normal, None, RTT, t0 + ms(100 * i));
         }
-        assert!((aimd.estimate_bps() - 1.08e6).abs() < 1e3, "{}", aimd.estimate_bps());
+        assert!(
+            (aimd.estimate_bps() - 1.08e6).abs() < 1e3,
+            "{}",
+            aimd.estimate_bps()
+        );
     }
 
     #[test]

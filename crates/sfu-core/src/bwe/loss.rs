@@ -148,9 +148,21 @@ mod tests {
         let mut loss = LossControl::default();
         loss.on_results(&results(t0, 100, 5), 1e6, 1e6, RTT, t0);
         assert_eq!(loss.cap_bps(), Some(1e6 * 0.9));
-        loss.on_results(&results(t0, 100, 5), 1e6, 1e6, RTT, t0 + Duration::from_millis(100));
+        loss.on_results(
+            &results(t0, 100, 5),
+            1e6,
+            1e6,
+            RTT,
+            t0 + Duration::from_millis(100),
+        );
         assert_eq!(loss.cap_bps(), Some(1e6 * 0.9));
-        loss.on_results(&results(t0, 100, 5), 1e6, 1e6, RTT, t0 + Duration::from_millis(400));
+        loss.on_results(
+            &results(t0, 100, 5),
+            1e6,
+            1e6,
+            RTT,
+            t0 + Duration::from_millis(400),
+        );
         assert_eq!(loss.cap_bps(), Some(1e6 * 0.9 * 0.9));
     }
 
@@ -161,12 +173,30 @@ mod tests {
         loss.on_results(&results(t0, 100, 20), 8e5, 1e6, RTT, t0);
         assert_eq!(loss.cap_bps(), Some(8e5));
         // The delay-based rate dipping does not drag the held cap down.
-        loss.on_results(&results(t0, 100, 20), 6e5, 6e5, RTT, t0 + Duration::from_secs(1));
+        loss.on_results(
+            &results(t0, 100, 20),
+            6e5,
+            6e5,
+            RTT,
+            t0 + Duration::from_secs(1),
+        );
         assert_eq!(loss.cap_bps(), Some(8e5));
-        loss.on_results(&results(t0, 100, 0), 8e5, 1e6, RTT, t0 + Duration::from_secs(2));
+        loss.on_results(
+            &results(t0, 100, 0),
+            8e5,
+            1e6,
+            RTT,
+            t0 + Duration::from_secs(2),
+        );
         assert_eq!(loss.cap_bps(), Some(8e5 * 1.08 + 1e3));
         for s in 3..6 {
-            loss.on_results(&results(t0, 100, 0), 8e5, 1e6, RTT, t0 + Duration::from_secs(s));
+            loss.on_results(
+                &results(t0, 100, 0),
+                8e5,
+                1e6,
+                RTT,
+                t0 + Duration::from_secs(s),
+            );
         }
         assert_eq!(loss.cap_bps(), None);
     }
@@ -192,7 +222,13 @@ mod tests {
         let mut loss = LossControl::default();
         loss.on_results(&results(t0, 30, 2), 1e6, 1e6, RTT, t0);
         assert_eq!(loss.cap_bps(), None);
-        loss.on_results(&results(t0, 0, 0), 1e6, 1e6, RTT, t0 + Duration::from_secs(1));
+        loss.on_results(
+            &results(t0, 0, 0),
+            1e6,
+            1e6,
+            RTT,
+            t0 + Duration::from_secs(1),
+        );
         assert_eq!(loss.cap_bps(), Some(1e6 * 0.75));
     }
 }

@@ -11,9 +11,10 @@
 //!   receiver got; grow 8% a second, or about a packet per round trip near the last cut);
 //! - loss-based ([`loss`]): under 2% loss the cap lifts, over 10% it cuts by half the loss, in
 //!   between it holds;
-//! - probing ([`probe`]): at the start and whenever the path has been calm for a while, a short
-//!   burst at 2-3x the estimate; if it arrives at the rate it was sent, the estimate jumps there
-//!   and the search doubles again.
+//! - probing ([`probe`]): a short burst (20 ms, at least 4 kB) at 3x the estimate at the start
+//!   and at 1.5x after 2.5 s without overuse, loss or probe; if it arrives at the rate it was
+//!   sent, the estimate jumps there and the search doubles until the link saturates, and a
+//!   saturated burst measures the capacity (the estimate goes to 95% of it).
 
 mod acked;
 mod aimd;
@@ -33,8 +34,9 @@ const DEFAULT_RTT: Duration = Duration::from_millis(100);
 const RTT_GAIN: f64 = 0.125;
 /// A REMB older than this no longer caps the estimate: the receiver stopped sending them.
 const REMB_TIMEOUT: Duration = Duration::from_secs(5);
-/// Results per feedback the scratch buffer holds without growing.
-const SCRATCH_RESULTS: usize = 1024;
+/// Results per feedback the scratch buffer holds without growing (one feedback packet of ours
+/// holds at most 256; a browser's may hold more, and the buffer then grows once).
+const SCRATCH_RESULTS: usize = 256;
 
 /// The estimator's parts at one moment, for stats and tests.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -20,8 +20,17 @@ pub struct ProbeCluster {
 impl ProbeCluster {
     /// How long the burst lasts at its target rate.
     pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.bytes as f64 * 8.0 / self.target_bps.max(1) as f64)
+        time_to_send(self.bytes, self.target_bps)
     }
+}
+
+/// How long `bytes` take at `bps`, capped at an hour so that nonsense in a caller-built cluster
+/// cannot overflow an `Instant`.
+fn time_to_send(bytes: usize, bps: u64) -> Duration {
+    let secs = bytes as f64 * 8.0 / bps.max(1) as f64;
+    Duration::try_from_secs_f64(secs)
+        .unwrap_or(Duration::MAX)
+        .min(Duration::from_secs(3600))
 }
 
 /// A cluster lasts about this long; shorter ones are swamped by jitter, longer ones fill queues.
@@ -139,7 +148,10 @@ impl Measurement {
             self.received += 1;
             self.received_bytes += r.size_bytes;
             let bytes = self.received_bytes as f64;
-            let sent_s = r.send_time.duration_since(self.requested_at).as_secs_f64();
+            let sent_s = r
+                .send_time
+                .saturating_duration_since(self.requested_at)
+                .as_secs_f64();
             self.sent.add(sent_s, bytes);
             self.arrived.add(arrival_us as f64 / 1e6, bytes);
         }
@@ -230,7 +242,8 @@ impl ProbeControl {
             INITIAL_FACTOR * ctx.estimate_bps
         } else {
             let quiet_since = self.last_probe.max(ctx.last_decrease);
-            let quiet = quiet_since.is_none_or(|t| now.saturating_duration_since(t) >= PERIODIC_INTERVAL);
+            let quiet =
+                quiet_since.is_none_or(|t| now.saturating_duration_since(t) >= PERIODIC_INTERVAL);
             if !(ctx.calm && quiet) {
                 return None;
             }
@@ -241,7 +254,8 @@ impl ProbeControl {
         if target < MIN_GAIN * ctx.estimate_bps {
             return None;
         }
-        let bytes = ((target * CLUSTER_DURATION.as_secs_f64() / 8.0) as usize).max(MIN_CLUSTER_BYTES);
+        let bytes =
+            ((target * CLUSTER_DURATION.as_secs_f64() / 8.0) as usize).max(MIN_CLUSTER_BYTES);
         let cluster = ProbeCluster {
             id: self.next_id,
             target_bps: target as u64,
@@ -377,9 +391,10 @@ impl Prober {
     }
 
     fn finish_if_done(&mut self) {
-        if self.active.is_some_and(|r| {
-            r.sent_bytes >= r.cluster.bytes && r.sent_packets >= r.cluster.packets
-        }) {
+        if self
+            .active
+            .is_some_and(|r| r.sent_bytes >= r.cluster.bytes && r.sent_packets >= r.cluster.packets)
+        {
             self.active = None;
         }
     }
@@ -396,7 +411,7 @@ impl Prober {
 impl Running {
     /// When, after the start, `bytes` have been sent at the target rate.
     fn pace(&self, bytes: usize) -> Duration {
-        Duration::from_secs_f64(bytes as f64 * 8.0 / self.cluster.target_bps.max(1) as f64)
+        time_to_send(bytes, self.cluster.target_bps)
     }
 }
 
