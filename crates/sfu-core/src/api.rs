@@ -99,6 +99,8 @@ pub struct PeerStats {
     pub keyframe_requests_sent: u64,
     pub published_tracks: u32,
     pub subscriptions: u32,
+    /// Estimated bandwidth towards the peer from its transport-wide feedback; 0 without any.
+    pub available_outgoing_bitrate_bps: u64,
 }
 
 /// Engine-wide counters; `dropped_*` count bad input that was discarded.

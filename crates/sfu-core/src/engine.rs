@@ -11,11 +11,12 @@ use crate::forward::{rtp_ticks, PacketCache, SequenceRewriter};
 use crate::ice::{BindingOutcome, IceLite};
 use crate::ids::{IdBuildHasher, MediaKind, PeerId, TrackId};
 use crate::peer::{
-    CodecKind, ConnectionState, IncomingStream, MediaLine, PayloadTypes, Peer, PeerCounters,
-    SendSlot, SlotSubscription, Vp8Continuity,
+    CodecKind, ConnectionState, DownlinkControl, IncomingStream, MediaLine, PayloadTypes, Peer,
+    PeerCounters, SendSlot, SlotSubscription, Vp8Continuity,
 };
 use crate::receive_stats::to_clock_units;
 use crate::track::{Layer, SenderReportInfo, Track, MAX_LAYERS};
+use crate::twcc::{TransportFeedback, TwccRecorder};
 use crate::{rtcp, rtp, sdp, srtp, stun};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -27,9 +28,11 @@ use std::time::{Duration, Instant};
 /// protecting or wrapping in RTX never reallocates.
 const BUFFER_CAPACITY: usize = 1600;
 /// How often timers (DTLS retransmits, consent, reports) are looked at.
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(50);
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(25);
 /// RTCP reports per peer: about once a second (RFC 3550 §6.2 allows far more for our few streams).
 const REPORT_INTERVAL: Duration = Duration::from_millis(1000);
+const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
 /// How often each simulcast subscription's layer is reconsidered.
 const LAYER_SELECTION_INTERVAL: Duration = Duration::from_millis(500);
 const ICE_UFRAG_LEN: usize = 8;
@@ -186,6 +189,9 @@ impl Engine {
                 mid_extension: None,
                 rid_extension: None,
                 repaired_rid_extension: None,
+                twcc_extension: None,
+                twcc_recorder: None,
+                downlink: None,
                 rtcp_ssrc,
                 cname,
                 counters: PeerCounters::default(),
@@ -309,6 +315,7 @@ impl Engine {
                     "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id" => {
                         peer.repaired_rid_extension = Some(ext.id)
                     }
+                    TWCC_URI => peer.twcc_extension = Some(ext.id),
                     _ => {}
                 }
             }
@@ -350,6 +357,9 @@ impl Engine {
                         mid: decision.mid.clone(),
                         track: track_id,
                     });
+                    if peer.twcc_extension.is_some() && peer.twcc_recorder.is_none() {
+                        peer.twcc_recorder = Some(TwccRecorder::new());
+                    }
                     new_tracks.push(Track {
                         id: track_id,
                         publisher: peer_id,
@@ -386,6 +396,9 @@ impl Engine {
                     };
                     decision.send = Some(send_stream(&slot, &peer.cname));
                     peer.slots.push(slot);
+                    if peer.twcc_extension.is_some() && peer.downlink.is_none() {
+                        peer.downlink = Some(Box::new(DownlinkControl::new()));
+                    }
                     let slot = peer.slots.len() - 1;
                     peer.media.push(MediaLine::Send { slot });
                 }
@@ -630,6 +643,10 @@ impl Engine {
                 .iter()
                 .filter(|s| s.subscription.is_some())
                 .count() as u32,
+            available_outgoing_bitrate_bps: peer
+                .downlink
+                .as_ref()
+                .map_or(0, |d| d.estimator.estimate_bps()),
         })
     }
 
@@ -887,6 +904,14 @@ impl Engine {
         peer.counters.packets_received += 1;
         peer.counters.bytes_received += data.len() as u64;
         stats.packets_received += 1;
+        if let (Some(id), Some(recorder)) = (peer.twcc_extension, peer.twcc_recorder.as_mut()) {
+            // Every packet counts for the sender's estimate, padding and retransmissions too.
+            if let Some((_, value)) = rtp::extensions(scratch, &header).find(|(i, _)| *i == id) {
+                if let [high, low] = value {
+                    recorder.record(u16::from_be_bytes([*high, *low]), now);
+                }
+            }
+        }
 
         let stream = match peer.incoming.get(&header.ssrc) {
             Some(stream) => *stream,
@@ -997,6 +1022,15 @@ impl Engine {
                 timestamp,
                 slot.ssrc,
             );
+            if let (Some(id), Some(downlink)) = (
+                subscriber.twcc_extension,
+                subscriber.downlink.as_deref_mut(),
+            ) {
+                let wire_len = RTP_HEADER_LEN + TWCC_EXTENSION_LEN + payload.len() + SRTP_TAG_LEN;
+                let cluster = downlink.prober.on_media_sent(wire_len, now);
+                let transport_sequence = downlink.sender.on_send(now, wire_len, cluster);
+                append_twcc_extension(&mut out, id, transport_sequence);
+            }
             let payload_start = out.len();
             out.extend_from_slice(payload);
             if let Some(descriptor) = vp8 {
@@ -1074,6 +1108,28 @@ impl Engine {
                                     received_at: now,
                                 });
                             }
+                        }
+                    }
+                    rtcp::RtcpPacket::TransportCc(cc) => {
+                        let Some(downlink) = peer.downlink.as_deref_mut() else {
+                            continue;
+                        };
+                        let Ok(feedback) = TransportFeedback::parse(&cc) else {
+                            stats.dropped_malformed += 1;
+                            continue;
+                        };
+                        downlink.results.clear();
+                        downlink
+                            .sender
+                            .on_feedback(&feedback, &mut downlink.results);
+                        downlink.estimator.on_feedback(&downlink.results, now);
+                        if let Some(cluster) = downlink.estimator.poll_probe(now) {
+                            downlink.prober.start(cluster, now);
+                        }
+                    }
+                    rtcp::RtcpPacket::Remb(remb) => {
+                        if let Some(downlink) = peer.downlink.as_deref_mut() {
+                            downlink.estimator.on_remb(remb.bitrate_bps(), now);
                         }
                     }
                     rtcp::RtcpPacket::Pli { media_ssrc, .. } => {
@@ -1279,13 +1335,31 @@ impl Engine {
         }
         let mut ranked = [0usize; MAX_LAYERS];
         let count = track.layers_by_quality(now, &mut ranked);
+        // The subscriber's estimated downlink, shared equally by its video subscriptions.
+        let budget_bps = peer.downlink.as_ref().map(|d| {
+            let videos = peer
+                .slots
+                .iter()
+                .filter(|s| s.kind == MediaKind::Video && s.subscription.is_some())
+                .count();
+            d.estimator.estimate_bps() * 9 / 10 / videos.max(1) as u64
+        });
+        let Some(subscription) = peer
+            .slots
+            .get_mut(slot_index)
+            .and_then(|s| s.subscription.as_mut())
+        else {
+            return 0;
+        };
         let allowed_rank = subscription
             .max_spatial_layer
             .map_or(count - 1, |max| (max as usize).min(count - 1));
         let mut choice = None;
         for (rank, &index) in ranked[..count].iter().enumerate() {
-            let layer = &track.layers[index];
+            let layer = &mut track.layers[index];
+            let affordable = budget_bps.is_none_or(|budget| layer.rate.bitrate_bps(now) <= budget);
             let fits = rank <= allowed_rank
+                && affordable
                 && subscription
                     .max_height
                     .is_none_or(|max| layer.height == 0 || layer.height <= max);
@@ -1384,10 +1458,15 @@ impl Engine {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
-            if peer.is_connected() && now >= peer.next_report_at {
+            if !peer.is_connected() {
+                continue;
+            }
+            if now >= peer.next_report_at {
                 peer.next_report_at = now + REPORT_INTERVAL;
                 self.send_reports(id);
             }
+            self.send_transport_feedback(id);
+            self.send_probe_padding(id);
         }
         self.live_peers_scratch = live;
 
@@ -1416,6 +1495,110 @@ impl Engine {
                 self.choose_layer(subscriber, slot, now);
             }
             self.subscription_scratch = subscriptions;
+        }
+    }
+
+    /// Transport-wide feedback to a publisher about the packets it sent us, as it falls due.
+    fn send_transport_feedback(&mut self, peer_id: PeerId) {
+        let now = self.now;
+        let Engine {
+            peers,
+            tracks,
+            outbox,
+            ..
+        } = self;
+        let Some(peer) = peers.get_mut(&peer_id) else {
+            return;
+        };
+        let (Some(destination), Some(recorder)) =
+            (peer.ice.selected(), peer.twcc_recorder.as_mut())
+        else {
+            return;
+        };
+        if recorder.poll_timeout().is_none_or(|due| now < due) {
+            return;
+        }
+        let media_ssrc = peer
+            .media
+            .iter()
+            .find_map(|line| match line {
+                MediaLine::Publish { track, .. } => tracks
+                    .get(track)
+                    .and_then(|t| t.layers.iter().find_map(|l| l.ssrc)),
+                _ => None,
+            })
+            .unwrap_or(0);
+        loop {
+            let mut out = outbox.buffer();
+            if !recorder.poll_feedback(now, peer.rtcp_ssrc, media_ssrc, &mut out) {
+                outbox.free.push(out);
+                return;
+            }
+            let Some(outbound) = peer.srtp_outbound.as_mut() else {
+                return;
+            };
+            if outbound.protect_rtcp(&mut out).is_err() {
+                return;
+            }
+            peer.counters.packets_sent += 1;
+            peer.counters.bytes_sent += out.len() as u64;
+            outbox.send(destination, out);
+        }
+    }
+
+    /// Padding-only RTP on a retransmission SSRC, as the bandwidth prober asks (RFC 4588 streams
+    /// carry padding without disturbing the media sequence numbers).
+    fn send_probe_padding(&mut self, peer_id: PeerId) {
+        let now = self.now;
+        let Engine { peers, outbox, .. } = self;
+        let Some(peer) = peers.get_mut(&peer_id) else {
+            return;
+        };
+        let (Some(destination), Some(twcc_id)) = (peer.ice.selected(), peer.twcc_extension) else {
+            return;
+        };
+        let Some(downlink) = peer.downlink.as_deref_mut() else {
+            return;
+        };
+        if !downlink.prober.is_probing() {
+            return;
+        }
+        let Some(slot) = peer.slots.iter_mut().find(|s| {
+            s.rtx_ssrc.is_some()
+                && s.subscription.is_some()
+                && s.payload_types.iter().any(|p| p.rtx_pt.is_some())
+        }) else {
+            return;
+        };
+        let (Some(rtx_ssrc), Some(rtx_pt)) = (
+            slot.rtx_ssrc,
+            slot.payload_types.iter().find_map(|p| p.rtx_pt),
+        ) else {
+            return;
+        };
+        while let Some(padding) = downlink.prober.poll_padding(now) {
+            let overhead = RTP_HEADER_LEN + TWCC_EXTENSION_LEN + SRTP_TAG_LEN;
+            let padding_len = padding.size_bytes.saturating_sub(overhead).clamp(1, 255);
+            let transport_sequence =
+                downlink
+                    .sender
+                    .on_send(now, overhead + padding_len, Some(padding.cluster));
+            slot.rtx_sequence = slot.rtx_sequence.wrapping_add(1);
+            let mut out = outbox.buffer();
+            write_rtp_header(&mut out, false, rtx_pt, slot.rtx_sequence, 0, rtx_ssrc);
+            out[0] |= 0x20; // RFC 3550 §5.1: padding; its last byte counts the padding bytes.
+            append_twcc_extension(&mut out, twcc_id, transport_sequence);
+            out.resize(out.len() + padding_len - 1, 0);
+            out.push(padding_len as u8);
+            let Some(outbound) = peer.srtp_outbound.as_mut() else {
+                return;
+            };
+            if outbound.protect_rtp(&mut out).is_err() {
+                return;
+            }
+            peer.counters.packets_sent += 1;
+            peer.counters.bytes_sent += out.len() as u64;
+            outbox.send(destination, out);
         }
     }
 
@@ -1743,6 +1926,19 @@ fn write_rtp_header(
     out.extend_from_slice(&sequence.to_be_bytes());
     out.extend_from_slice(&timestamp.to_be_bytes());
     out.extend_from_slice(&ssrc.to_be_bytes());
+}
+
+const RTP_HEADER_LEN: usize = 12;
+/// One-byte-form extension block holding only the 2-byte transport-wide sequence number.
+const TWCC_EXTENSION_LEN: usize = 8;
+const SRTP_TAG_LEN: usize = 16;
+
+/// Turns the plain 12-byte header at the start of `out` into one with an RFC 8285 one-byte
+/// extension block carrying the transport-wide sequence number.
+fn append_twcc_extension(out: &mut Vec<u8>, id: u8, transport_sequence: u16) {
+    out[0] |= 0x10;
+    let [high, low] = transport_sequence.to_be_bytes();
+    out.extend_from_slice(&[0xBE, 0xDE, 0x00, 0x01, (id << 4) | 1, high, low, 0]);
 }
 
 /// A duration in NTP's 32.32 fixed point.

@@ -1,11 +1,13 @@
 //! One peer's state: its ICE-lite and DTLS transport, SRTP contexts, and what each of its
 //! m-lines does (publishes a track, or is a slot that sends a subscribed track to it).
 
+use crate::bwe::{BandwidthEstimator, Prober};
 use crate::dtls::DtlsTransport;
 use crate::forward::SequenceRewriter;
 use crate::ice::IceLite;
 use crate::ids::{MediaKind, PeerId, TrackId};
 use crate::srtp::SrtpContext;
+use crate::twcc::{PacketResult, TwccRecorder, TwccSender};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -132,6 +134,36 @@ pub struct PeerCounters {
     pub keyframe_requests_sent: u64,
 }
 
+/// Send-side congestion control towards one subscriber.
+pub struct DownlinkControl {
+    pub sender: TwccSender,
+    pub estimator: BandwidthEstimator,
+    pub prober: Prober,
+    /// Reused for each feedback's per-packet results.
+    pub results: Vec<PacketResult>,
+}
+
+impl DownlinkControl {
+    /// Start at 1 Mbit/s (probing finds more within a second), never below 50 kbit/s.
+    pub fn new() -> Self {
+        DownlinkControl {
+            sender: TwccSender::new(),
+            estimator: BandwidthEstimator::new(1_000_000, 50_000, 50_000_000),
+            prober: Prober::new(MAX_PADDING_BYTES),
+            results: Vec::with_capacity(512),
+        }
+    }
+}
+
+impl Default for DownlinkControl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Largest padding-only probe packet: RTP padding length is one byte (RFC 3550 §5.1).
+pub const MAX_PADDING_BYTES: usize = 255 + 12 + 8 + 16;
+
 pub struct Peer {
     pub id: PeerId,
     pub ice: IceLite,
@@ -147,6 +179,12 @@ pub struct Peer {
     pub mid_extension: Option<u8>,
     pub rid_extension: Option<u8>,
     pub repaired_rid_extension: Option<u8>,
+    pub twcc_extension: Option<u8>,
+    /// Transport-wide feedback for what this peer sends us (its browser's bandwidth estimate
+    /// depends on it).
+    pub twcc_recorder: Option<TwccRecorder>,
+    /// Our estimate of the bandwidth towards this peer, from its transport-wide feedback.
+    pub downlink: Option<Box<DownlinkControl>>,
     /// SSRC we use as the sender of RTCP feedback (PLI, receiver reports) to this peer.
     pub rtcp_ssrc: u32,
     pub cname: String,

@@ -26,6 +26,8 @@ pub struct ReceivedRtp {
     pub timestamp: u32,
     pub marker: bool,
     pub payload: Vec<u8>,
+    /// The transport-wide sequence number, if the packet carried one.
+    pub transport_sequence: Option<u16>,
 }
 
 pub struct SimPeer {
@@ -51,6 +53,10 @@ pub const AUDIO_SSRC: u32 = 0x1111_0001;
 pub const VIDEO_SSRC: u32 = 0x2222_0001;
 pub const VIDEO_RTX_SSRC: u32 = 0x2222_0002;
 pub const OPUS_PT: u8 = 111;
+pub const TWCC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+/// The transport-wide sequence number extension id in the simulated offers' video m-lines.
+pub const TWCC_EXT: u8 = 5;
 pub const VP8_PT: u8 = 96;
 pub const VP8_RTX_PT: u8 = 97;
 
@@ -103,8 +109,8 @@ impl SimPeer {
     fn video_section(mid: &str, direction: &str, ssrcs: Option<(u32, u32)>) -> String {
         let mut s = format!(
             "m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT} {VP8_RTX_PT}\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=mid:{mid}\r\n\
-             a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na={direction}\r\na=rtcp-mux\r\na=rtcp-rsize\r\n\
-             a=rtpmap:{VP8_PT} VP8/90000\r\na=rtcp-fb:{VP8_PT} nack\r\na=rtcp-fb:{VP8_PT} nack pli\r\na=rtcp-fb:{VP8_PT} ccm fir\r\n\
+             a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=extmap:5 {TWCC_URI}\r\na={direction}\r\na=rtcp-mux\r\na=rtcp-rsize\r\n\
+             a=rtpmap:{VP8_PT} VP8/90000\r\na=rtcp-fb:{VP8_PT} nack\r\na=rtcp-fb:{VP8_PT} nack pli\r\na=rtcp-fb:{VP8_PT} ccm fir\r\na=rtcp-fb:{VP8_PT} transport-cc\r\n\
              a=rtpmap:{VP8_RTX_PT} rtx/90000\r\na=fmtp:{VP8_RTX_PT} apt={VP8_PT}\r\n"
         );
         if let Some((ssrc, rtx)) = ssrcs {
@@ -317,6 +323,10 @@ impl SimPeer {
                             timestamp: h.timestamp,
                             marker: h.marker,
                             payload: buffer[h.payload_start..h.payload_end].to_vec(),
+                            transport_sequence: rtp::extensions(&buffer, &h)
+                                .find(|(id, _)| *id == TWCC_EXT)
+                                .and_then(|(_, v)| <[u8; 2]>::try_from(v).ok())
+                                .map(u16::from_be_bytes),
                         });
                     }
                 }
