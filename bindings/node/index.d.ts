@@ -29,6 +29,12 @@ export declare class MediaWorker {
   subscribe(peerId: number, trackId: number): Promise<SubscriptionInfo>
   unsubscribe(peerId: number, trackId: number): Promise<void>
   requestKeyframe(trackId: number): Promise<void>
+  /**
+   * Limits what `peerId` receives of the simulcast track `trackId` it is subscribed to; the
+   * engine switches at the chosen layer's next keyframe (a `layer-switched` event says when
+   * the target changes). Rejects with `not_subscribed`, `peer_not_found` or `invalid_argument`.
+   */
+  setLayerPreference(peerId: number, trackId: number, preference: LayerPreference): Promise<void>
   peerStats(peerId: number): Promise<PeerStats>
   stats(): Promise<WorkerStats>
   /**
@@ -44,9 +50,17 @@ export declare class MediaWorker {
   close(): Promise<void>
 }
 
+/** What a subscriber wants of a simulcast track; an absent field lifts that limit. */
+export interface LayerPreference {
+  /** The highest spatial layer to receive, 0 being the lowest quality. */
+  maxSpatialLayer?: number
+  /** The tallest picture worth receiving, in pixels (e.g. the rendered height of the video). */
+  maxHeight?: number
+}
+
 /** One flat object per event; `type` tells which fields are set. */
 export interface MediaEvent {
-  type: 'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'worker-restarted'
+  type: 'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'layer-switched' | 'worker-restarted'
   peerId?: number
   trackId?: number
   kind?: 'audio' | 'video'
@@ -56,6 +70,8 @@ export interface MediaEvent {
   remote?: string
   reason?: string
   by?: number
+  /** `layer-switched`: the index of the layer the subscriber now waits for (its next keyframe). */
+  layer?: number
 }
 
 export interface PeerStats {

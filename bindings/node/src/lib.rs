@@ -12,7 +12,9 @@ mod objects;
 
 use crate::delivery::{promise, settle_now, Deliveries};
 use crate::error::{ErrorCode, Failure};
-use crate::objects::{MediaEvent, PeerStats, SubscriptionInfo, WorkerOptions, WorkerStats};
+use crate::objects::{
+    LayerPreference, MediaEvent, PeerStats, SubscriptionInfo, WorkerOptions, WorkerStats,
+};
 use napi::bindgen_prelude::*;
 use napi::JsValue;
 use napi_derive::napi;
@@ -144,6 +146,41 @@ impl MediaWorker {
     ) -> Result<PromiseRaw<'env, ()>> {
         let command =
             track(track_id).map(|track| move |reply| Command::RequestKeyframe { track, reply });
+        self.command(env, command, |()| ())
+    }
+
+    /// Limits what `peerId` receives of the simulcast track `trackId` it is subscribed to; the
+    /// engine switches at the chosen layer's next keyframe (a `layer-switched` event says when
+    /// the target changes). Rejects with `not_subscribed`, `peer_not_found` or `invalid_argument`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn set_layer_preference<'env>(
+        &self,
+        env: &'env Env,
+        peer_id: f64,
+        track_id: f64,
+        preference: LayerPreference,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let command = peer(peer_id)
+            .and_then(|peer| Ok((peer, track(track_id)?)))
+            .and_then(|(peer, track)| {
+                let max_spatial_layer = preference
+                    .max_spatial_layer
+                    .map(|value| integer(value, "maxSpatialLayer", u8::MAX.into()))
+                    .transpose()?
+                    .map(|value| value as u8);
+                let max_height = preference
+                    .max_height
+                    .map(|value| integer(value, "maxHeight", u16::MAX.into()))
+                    .transpose()?
+                    .map(|value| value as u16);
+                Ok(move |reply| Command::SetLayerPreference {
+                    peer,
+                    track,
+                    max_spatial_layer,
+                    max_height,
+                    reply,
+                })
+            });
         self.command(env, command, |()| ())
     }
 

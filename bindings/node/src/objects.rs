@@ -16,12 +16,21 @@ pub struct WorkerOptions {
     pub announced_port: Option<f64>,
 }
 
+/// What a subscriber wants of a simulcast track; an absent field lifts that limit.
+#[napi(object, object_to_js = false)]
+pub struct LayerPreference {
+    /// The highest spatial layer to receive, 0 being the lowest quality.
+    pub max_spatial_layer: Option<f64>,
+    /// The tallest picture worth receiving, in pixels (e.g. the rendered height of the video).
+    pub max_height: Option<f64>,
+}
+
 /// One flat object per event; `type` tells which fields are set.
 #[napi(object, object_from_js = false)]
 pub struct MediaEvent {
     #[napi(
         js_name = "type",
-        ts_type = "'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'worker-restarted'"
+        ts_type = "'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'layer-switched' | 'worker-restarted'"
     )]
     pub kind_of_event: String,
     pub peer_id: Option<u32>,
@@ -34,6 +43,8 @@ pub struct MediaEvent {
     pub remote: Option<String>,
     pub reason: Option<String>,
     pub by: Option<u32>,
+    /// `layer-switched`: the index of the layer the subscriber now waits for (its next keyframe).
+    pub layer: Option<u32>,
 }
 
 impl MediaEvent {
@@ -48,6 +59,7 @@ impl MediaEvent {
             remote: None,
             reason: None,
             by: None,
+            layer: None,
         }
     }
 }
@@ -88,6 +100,12 @@ impl From<WorkerEvent> for MediaEvent {
                 track_id: Some(track.0),
                 by: by.map(|peer| peer.0),
                 ..MediaEvent::new("keyframe-requested")
+            },
+            WorkerEvent::Engine(Event::LayerSwitched { peer, track, layer }) => MediaEvent {
+                peer_id: Some(peer.0),
+                track_id: Some(track.0),
+                layer: Some(u32::from(layer)),
+                ..MediaEvent::new("layer-switched")
             },
             WorkerEvent::Restarted { reason } => MediaEvent {
                 reason: Some(reason),

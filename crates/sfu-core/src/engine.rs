@@ -906,10 +906,8 @@ impl Engine {
         stats.packets_received += 1;
         if let (Some(id), Some(recorder)) = (peer.twcc_extension, peer.twcc_recorder.as_mut()) {
             // Every packet counts for the sender's estimate, padding and retransmissions too.
-            if let Some((_, value)) = rtp::extensions(scratch, &header).find(|(i, _)| *i == id) {
-                if let [high, low] = value {
-                    recorder.record(u16::from_be_bytes([*high, *low]), now);
-                }
+            if let Some((_, &[high, low])) = rtp::extensions(scratch, &header).find(|(i, _)| *i == id) {
+                recorder.record(u16::from_be_bytes([high, low]), now);
             }
         }
 

@@ -81,6 +81,15 @@ pub enum Command {
         track: TrackId,
         reply: Reply<()>,
     },
+    /// What `peer` wants of a simulcast `track` it receives: at most `max_spatial_layer` (0 is
+    /// the lowest quality) and pictures at most `max_height` tall; `None` lifts a limit.
+    SetLayerPreference {
+        peer: PeerId,
+        track: TrackId,
+        max_spatial_layer: Option<u8>,
+        max_height: Option<u16>,
+        reply: Reply<()>,
+    },
     PeerStats {
         peer: PeerId,
         reply: Reply<PeerStats>,
@@ -108,6 +117,7 @@ impl Command {
             Command::ClosePeer { reply, .. }
             | Command::Unsubscribe { reply, .. }
             | Command::RequestKeyframe { reply, .. }
+            | Command::SetLayerPreference { reply, .. }
             | Command::InjectPanic { reply }
             | Command::Shutdown { reply } => reply.send(Err(error)),
             Command::Subscribe { reply, .. } => reply.send(Err(error)),

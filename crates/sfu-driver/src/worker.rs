@@ -153,6 +153,23 @@ impl WorkerHandle {
         self.call(|reply| Command::RequestKeyframe { track, reply })
     }
 
+    /// Limits what `peer` receives of a simulcast `track`; `None` lifts a limit.
+    pub fn set_layer_preference(
+        &self,
+        peer: PeerId,
+        track: TrackId,
+        max_spatial_layer: Option<u8>,
+        max_height: Option<u16>,
+    ) -> Result<(), DriverError> {
+        self.call(|reply| Command::SetLayerPreference {
+            peer,
+            track,
+            max_spatial_layer,
+            max_height,
+            reply,
+        })
+    }
+
     pub fn peer_stats(&self, peer: PeerId) -> Result<PeerStats, DriverError> {
         self.call(|reply| Command::PeerStats { peer, reply })
     }
@@ -385,6 +402,21 @@ impl<F: FnMut(Vec<WorkerEvent>) + Send + 'static> Worker<F> {
             }
             Command::RequestKeyframe { track, reply } => self.call(reply, |session, now| {
                 session.engine.request_keyframe(track, now)
+            }),
+            Command::SetLayerPreference {
+                peer,
+                track,
+                max_spatial_layer,
+                max_height,
+                reply,
+            } => self.call(reply, |session, now| {
+                session.engine.set_layer_preference(
+                    peer,
+                    track,
+                    max_spatial_layer,
+                    max_height,
+                    now,
+                )
             }),
             Command::PeerStats { peer, reply } => {
                 self.call(reply, |session, _| session.engine.peer_stats(peer))

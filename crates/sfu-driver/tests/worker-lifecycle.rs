@@ -188,6 +188,22 @@ fn a_reply_is_delivered_before_the_events_its_command_caused() {
 }
 
 #[test]
+fn a_layer_preference_reaches_the_engine_and_misuse_answers_its_code() {
+    let (handle, _events) = start(false);
+    let peer = handle.create_peer().unwrap();
+    let track = sfu_core::TrackId(42);
+    let unknown = handle
+        .set_layer_preference(PeerId(999), track, Some(0), None)
+        .unwrap_err();
+    assert_eq!(unknown.code(), "peer_not_found");
+    let not_received = handle
+        .set_layer_preference(peer, track, None, Some(180))
+        .unwrap_err();
+    assert_eq!(not_received.code(), "not_subscribed");
+    handle.shutdown().unwrap();
+}
+
+#[test]
 fn inject_panic_is_refused_without_fault_injection() {
     let (handle, _events) = start(false);
     assert_eq!(
