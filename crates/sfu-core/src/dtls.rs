@@ -86,6 +86,8 @@ pub struct DtlsTransport {
     remote_fingerprint_sha256: Vec<u8>,
     started: bool,
     connected: bool,
+    /// A fragmented first ClientHello being reassembled before the server config is chosen.
+    held_hello: Option<HelloAssembly>,
 }
 
 /// DTLS-SRTP protection profile ids (RFC 5764 §4.1.2, RFC 7714 §14.2).
@@ -121,6 +123,7 @@ impl DtlsTransport {
             remote_fingerprint_sha256,
             started: false,
             connected: false,
+            held_hello: None,
         })
     }
 
@@ -128,10 +131,7 @@ impl DtlsTransport {
     /// AES-CM before AES-GCM. GCM costs a quarter of CM+HMAC per packet
     /// (docs/decisions/0001-srtp-crypto.md), so when the first ClientHello offers GCM the server
     /// side is rebuilt to accept only GCM.
-    fn prefer_gcm(&mut self, client_hello: &[u8]) {
-        let Some(offered) = offered_srtp_profiles(client_hello) else {
-            return;
-        };
+    fn prefer_gcm(&mut self, offered: &[u16]) {
         if !offered.contains(&SRTP_AEAD_AES_128_GCM) {
             return;
         }
@@ -172,10 +172,48 @@ impl DtlsTransport {
     }
 
     pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> DtlsOutcome {
-        if !self.started && self.role == DtlsRole::Server {
-            self.prefer_gcm(data);
+        if self.started || self.role == DtlsRole::Client {
+            return self.read_datagram(now, data);
         }
+        // The first flight decides the server's SRTP profiles. Chromium's ClientHello, with its
+        // post-quantum key share, spans two datagrams, so it is reassembled first.
+        let Some(fragment) = client_hello_fragment(data) else {
+            return self.release_held(now, Some(data));
+        };
+        let assembly = self
+            .held_hello
+            .get_or_insert_with(|| HelloAssembly::new(fragment.length));
+        if !assembly.add(&fragment, data) {
+            return self.release_held(now, Some(data));
+        }
+        if !assembly.is_complete() {
+            return DtlsOutcome::Nothing;
+        }
+        if let Some(profiles) = assembly.srtp_profiles() {
+            self.prefer_gcm(&profiles);
+        }
+        self.release_held(now, None)
+    }
+
+    /// Feeds the held first-flight datagrams (and `then`) to the handshake, in order.
+    fn release_held(&mut self, now: Instant, then: Option<&[u8]>) -> DtlsOutcome {
         self.started = true;
+        let held = self
+            .held_hello
+            .take()
+            .map(|a| a.datagrams)
+            .unwrap_or_default();
+        let mut outcome = DtlsOutcome::Nothing;
+        for datagram in held.iter().map(Vec::as_slice).chain(then) {
+            match self.read_datagram(now, datagram) {
+                DtlsOutcome::Nothing => {}
+                other => outcome = other,
+            }
+        }
+        outcome
+    }
+
+    fn read_datagram(&mut self, now: Instant, data: &[u8]) -> DtlsOutcome {
         let events = match self
             .endpoint
             .read(now, ASSOCIATION_KEY, None, BytesMut::from(data))
@@ -301,9 +339,15 @@ fn new_endpoint(role: DtlsRole, config: &Arc<HandshakeConfig>) -> Endpoint {
     )
 }
 
-/// The SRTP profiles offered by the `use_srtp` extension (RFC 5764 §4.1.1) of a datagram that
-/// starts with a whole, unfragmented DTLS 1.x ClientHello; `None` for anything else.
-fn offered_srtp_profiles(datagram: &[u8]) -> Option<Vec<u16>> {
+/// One fragment of a first-flight ClientHello (handshake type 1, message_seq 0).
+struct HelloFragment<'a> {
+    length: usize,
+    offset: usize,
+    bytes: &'a [u8],
+}
+
+/// The ClientHello fragment a datagram starts with, if it does.
+fn client_hello_fragment(datagram: &[u8]) -> Option<HelloFragment<'_>> {
     let mut r = Reader(datagram);
     // Record header: content type 22 (handshake), version, epoch, sequence, length.
     (r.u8()? == 22).then_some(())?;
@@ -312,11 +356,63 @@ fn offered_srtp_profiles(datagram: &[u8]) -> Option<Vec<u16>> {
     let mut r = Reader(r.take(record_len)?);
     // Handshake header: type 1 (ClientHello), length, message_seq, fragment offset and length.
     (r.u8()? == 1).then_some(())?;
-    let length = r.u24()?;
-    r.skip(2)?;
-    let (offset, fragment) = (r.u24()?, r.u24()?);
-    (offset == 0 && fragment == length).then_some(())?;
-    let mut r = Reader(r.take(length as usize)?);
+    let length = r.u24()? as usize;
+    (r.u16()? == 0).then_some(())?;
+    let (offset, fragment_len) = (r.u24()? as usize, r.u24()? as usize);
+    let bytes = r.take(fragment_len)?;
+    (offset + fragment_len <= length).then_some(HelloFragment {
+        length,
+        offset,
+        bytes,
+    })
+}
+
+/// Reassembles a fragmented ClientHello, keeping the datagrams to feed DTLS afterwards.
+struct HelloAssembly {
+    body: Vec<u8>,
+    received: Vec<bool>,
+    datagrams: Vec<Vec<u8>>,
+}
+
+/// A ClientHello larger than this, or in more datagrams, is not reassembled (it is passed on).
+const MAX_HELLO_LEN: usize = 16 * 1024;
+const MAX_HELLO_DATAGRAMS: usize = 8;
+
+impl HelloAssembly {
+    fn new(length: usize) -> Self {
+        let length = length.min(MAX_HELLO_LEN);
+        HelloAssembly {
+            body: vec![0; length],
+            received: vec![false; length],
+            datagrams: Vec::new(),
+        }
+    }
+
+    /// Adds a fragment; false if it does not belong to this message or there are too many.
+    fn add(&mut self, fragment: &HelloFragment<'_>, datagram: &[u8]) -> bool {
+        if fragment.length != self.body.len() || self.datagrams.len() == MAX_HELLO_DATAGRAMS {
+            return false;
+        }
+        let range = fragment.offset..fragment.offset + fragment.bytes.len();
+        self.body[range.clone()].copy_from_slice(fragment.bytes);
+        self.received[range].iter_mut().for_each(|r| *r = true);
+        self.datagrams.push(datagram.to_vec());
+        true
+    }
+
+    fn is_complete(&self) -> bool {
+        self.received.iter().all(|r| *r)
+    }
+
+    fn srtp_profiles(&self) -> Option<Vec<u16>> {
+        srtp_profiles_of_client_hello(&self.body)
+    }
+}
+
+/// The SRTP profiles offered by the `use_srtp` extension (RFC 5764 §4.1.1) of a whole
+/// ClientHello body; `None` if it has none or is malformed.
+fn srtp_profiles_of_client_hello(body: &[u8]) -> Option<Vec<u16>> {
+    let mut r = Reader(body);
     r.skip(2 + 32)?; // client_version, random
     let session_id = r.u8()? as usize;
     r.skip(session_id)?;
@@ -342,6 +438,13 @@ fn offered_srtp_profiles(datagram: &[u8]) -> Option<Vec<u16>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+fn offered_srtp_profiles(datagram: &[u8]) -> Option<Vec<u16>> {
+    let fragment = client_hello_fragment(datagram)?;
+    (fragment.offset == 0 && fragment.bytes.len() == fragment.length).then_some(())?;
+    srtp_profiles_of_client_hello(fragment.bytes)
 }
 
 /// A bounds-checked cursor: every read returns `None` past the end.
@@ -483,6 +586,7 @@ mod tests {
             remote_fingerprint_sha256: server_fingerprint,
             started: false,
             connected: false,
+            held_hello: None,
         };
         let mut server = DtlsTransport::new(
             &server_identity,
@@ -494,6 +598,117 @@ mod tests {
         assert!(failures.is_empty(), "{failures:?}");
         assert_eq!(server_keys.unwrap().profile_id, SRTP_AEAD_AES_128_GCM);
         assert_eq!(client_keys.unwrap().profile_id, SRTP_AEAD_AES_128_GCM);
+    }
+
+    /// Splits a datagram holding one whole ClientHello into two datagrams, each a record with
+    /// one fragment of it, as Chromium's big post-quantum ClientHello arrives.
+    fn split_client_hello(datagram: &[u8]) -> [Vec<u8>; 2] {
+        let record_header = &datagram[..13];
+        let handshake = &datagram[13..];
+        let length = u32::from_be_bytes([0, handshake[1], handshake[2], handshake[3]]) as usize;
+        let body = &handshake[12..12 + length];
+        let half = length / 2;
+        let piece = |offset: usize, bytes: &[u8], sequence: u8| {
+            let mut out = record_header.to_vec();
+            out[10] = sequence;
+            out[11..13].copy_from_slice(&((12 + bytes.len()) as u16).to_be_bytes());
+            out.extend_from_slice(&handshake[..6]); // type, length, message_seq
+            out.extend_from_slice(&(offset as u32).to_be_bytes()[1..]);
+            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes()[1..]);
+            out.extend_from_slice(bytes);
+            out
+        };
+        [piece(0, &body[..half], 0), piece(half, &body[half..], 1)]
+    }
+
+    #[test]
+    fn a_fragmented_client_hello_is_reassembled_and_aes_gcm_still_chosen() {
+        let client_identity = DtlsIdentity::generate().unwrap();
+        let server_identity = DtlsIdentity::generate().unwrap();
+        let profiles = [
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+        ];
+        let server_fingerprint = decode_fingerprint(server_identity.fingerprint_sha256());
+        let config = build_config(
+            &client_identity.certificate,
+            &client_identity.provider,
+            DtlsRole::Client,
+            server_fingerprint.clone(),
+            &profiles,
+        )
+        .unwrap();
+        let mut client = DtlsTransport {
+            endpoint: new_endpoint(DtlsRole::Client, &config),
+            role: DtlsRole::Client,
+            config,
+            certificate: client_identity.certificate.clone(),
+            provider: client_identity.provider.clone(),
+            remote_fingerprint_sha256: server_fingerprint,
+            started: false,
+            connected: false,
+            held_hello: None,
+        };
+        let mut server = DtlsTransport::new(
+            &server_identity,
+            DtlsRole::Server,
+            decode_fingerprint(client_identity.fingerprint_sha256()),
+        )
+        .unwrap();
+        let now = crate::test_epoch();
+        client.start(now);
+        let hello = client.poll_transmit().unwrap();
+        let [first, second] = split_client_hello(&hello);
+        assert!(client_hello_fragment(&first)
+            .is_some_and(|f| f.offset == 0 && f.bytes.len() < f.length));
+        assert!(matches!(
+            server.handle_datagram(now, &first),
+            DtlsOutcome::Nothing
+        ));
+        assert!(
+            server.poll_transmit().is_none(),
+            "nothing answered before the whole hello"
+        );
+        server.handle_datagram(now, &second);
+        // The split used one more epoch-0 record number than the client knows of; shift its
+        // later epoch-0 records by one so that replay protection does not take them for old.
+        let bump_epoch0 = |datagram: &[u8]| {
+            let mut out = datagram.to_vec();
+            let mut at = 0;
+            while at + 13 <= out.len() {
+                if out[at + 3..at + 5] == [0, 0] {
+                    let mut seq = [0u8; 8];
+                    seq[2..].copy_from_slice(&out[at + 5..at + 11]);
+                    let next = u64::from_be_bytes(seq) + 1;
+                    out[at + 5..at + 11].copy_from_slice(&next.to_be_bytes()[2..]);
+                }
+                at += 13 + u16::from_be_bytes([out[at + 11], out[at + 12]]) as usize;
+            }
+            out
+        };
+        let (mut client_keys, mut server_keys) = (None, None);
+        for _ in 0..20 {
+            while let Some(datagram) = server.poll_transmit() {
+                if let DtlsOutcome::Connected(keys) = client.handle_datagram(now, &datagram) {
+                    client_keys = Some(keys);
+                }
+            }
+            while let Some(datagram) = client.poll_transmit() {
+                if let DtlsOutcome::Connected(keys) =
+                    server.handle_datagram(now, &bump_epoch0(&datagram))
+                {
+                    server_keys = Some(keys);
+                }
+            }
+        }
+        assert_eq!(
+            server_keys.expect("server connected").profile_id,
+            SRTP_AEAD_AES_128_GCM
+        );
+        assert_eq!(
+            client_keys.expect("client connected").profile_id,
+            SRTP_AEAD_AES_128_GCM
+        );
     }
 
     #[test]
