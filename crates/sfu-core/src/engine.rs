@@ -565,6 +565,8 @@ impl Engine {
             target_layer: 0,
             max_spatial_layer: None,
             max_height: None,
+            max_temporal_layer: None,
+            temporal_limit: u8::MAX,
             vp8: Vp8Continuity::default(),
             has_sent: false,
         });
@@ -906,7 +908,9 @@ impl Engine {
         stats.packets_received += 1;
         if let (Some(id), Some(recorder)) = (peer.twcc_extension, peer.twcc_recorder.as_mut()) {
             // Every packet counts for the sender's estimate, padding and retransmissions too.
-            if let Some((_, &[high, low])) = rtp::extensions(scratch, &header).find(|(i, _)| *i == id) {
+            if let Some((_, &[high, low])) =
+                rtp::extensions(scratch, &header).find(|(i, _)| *i == id)
+            {
                 recorder.record(u16::from_be_bytes([high, low]), now);
             }
         }
@@ -1002,6 +1006,26 @@ impl Engine {
                     subscription.vp8.resync = true;
                 }
                 subscription.layer = Some(layer_index);
+            }
+            if let Some((descriptor, (temporal_id, layer_sync))) =
+                vp8.and_then(|d| d.temporal.map(|t| (d, t)))
+            {
+                let wanted = subscription.max_temporal_layer.unwrap_or(u8::MAX);
+                if descriptor.starts_frame
+                    && (wanted < subscription.temporal_limit
+                        || temporal_id == 0
+                        || (layer_sync && temporal_id <= wanted))
+                {
+                    subscription.temporal_limit = wanted;
+                }
+                if temporal_id > subscription.temporal_limit {
+                    // The subscriber's stream must show no hole where the frame was.
+                    subscription.rewriter.drop_packet(header.sequence);
+                    if descriptor.starts_frame {
+                        skip_vp8_picture(&mut subscription.vp8, &descriptor);
+                    }
+                    continue;
+                }
             }
             let Some((sequence, timestamp)) =
                 subscription
@@ -1384,6 +1408,31 @@ impl Engine {
             }
         }
         target
+    }
+
+    /// Limits a subscriber to VP8 temporal layers up to `max_temporal_layer` (`None`: all), e.g.
+    /// 15 fps of a 30 fps L1T3 stream with `Some(1)`. Lowering applies from the next frame,
+    /// raising from the next frame a decoder can start at (TL0 or a layer-sync frame).
+    pub fn set_temporal_preference(
+        &mut self,
+        subscriber: PeerId,
+        track: TrackId,
+        max_temporal_layer: Option<u8>,
+    ) -> Result<(), SfuError> {
+        let peer = self
+            .peers
+            .get_mut(&subscriber)
+            .ok_or(SfuError::UnknownPeer(subscriber))?;
+        let subscription = peer
+            .slots
+            .iter_mut()
+            .find_map(|s| s.subscription.as_mut().filter(|sub| sub.track == track))
+            .ok_or(SfuError::NotSubscribed {
+                peer: subscriber,
+                track,
+            })?;
+        subscription.max_temporal_layer = max_temporal_layer;
+        Ok(())
     }
 
     /// Sets what a subscriber wants of a simulcast track: at most `max_spatial_layer` (0 is the
@@ -1859,6 +1908,14 @@ fn bind_unknown_ssrc(
     let stream = IncomingStream::Media(track_id, index as u8);
     peer.incoming.insert(header.ssrc, stream);
     Some(stream)
+}
+
+/// A dropped VP8 picture leaves no gap in the PictureIDs the subscriber sees.
+fn skip_vp8_picture(state: &mut Vp8Continuity, descriptor: &rtp::Vp8Descriptor) {
+    if let Some((_, _, long)) = descriptor.picture_id {
+        let modulus: u16 = if long { 0x8000 } else { 0x80 };
+        state.picture_id_offset = (state.picture_id_offset + modulus - 1) % modulus;
+    }
 }
 
 /// Rewrites the PictureID and TL0PICIDX of an outgoing VP8 payload so that they continue the

@@ -77,6 +77,10 @@ pub struct SlotSubscription {
     /// The subscriber's wish: at most this layer (0 = lowest quality) and this picture height.
     pub max_spatial_layer: Option<u8>,
     pub max_height: Option<u16>,
+    /// The subscriber's wish for VP8 temporal layers (`None`: all), and the limit in force:
+    /// lowering takes effect at the next frame, raising at a frame the decoder can start from.
+    pub max_temporal_layer: Option<u8>,
+    pub temporal_limit: u8,
     pub vp8: Vp8Continuity,
     pub has_sent: bool,
 }
