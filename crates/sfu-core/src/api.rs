@@ -62,6 +62,13 @@ pub enum Event {
         peer: PeerId,
         track: TrackId,
     },
+    /// An audio track's voice activity changed (from its audio-level header extension, with
+    /// hysteresis). The control plane picks each room's active speaker from these.
+    SpeakingChanged {
+        peer: PeerId,
+        track: TrackId,
+        speaking: bool,
+    },
     /// A subscription's target layer changed; the switch happens at that layer's next keyframe.
     LayerSwitched {
         peer: PeerId,

@@ -15,7 +15,7 @@ use crate::peer::{
     PeerCounters, SendSlot, SlotSubscription, Vp8Continuity,
 };
 use crate::receive_stats::to_clock_units;
-use crate::track::{Layer, SenderReportInfo, Track, MAX_LAYERS};
+use crate::track::{Layer, SenderReportInfo, Track, VoiceActivity, MAX_LAYERS};
 use crate::twcc::{TransportFeedback, TwccRecorder};
 use crate::{rtcp, rtp, sdp, srtp, stun};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -190,6 +190,7 @@ impl Engine {
                 rid_extension: None,
                 repaired_rid_extension: None,
                 twcc_extension: None,
+                audio_level_extension: None,
                 twcc_recorder: None,
                 downlink: None,
                 rtcp_ssrc,
@@ -316,6 +317,9 @@ impl Engine {
                         peer.repaired_rid_extension = Some(ext.id)
                     }
                     TWCC_URI => peer.twcc_extension = Some(ext.id),
+                    "urn:ietf:params:rtp-hdrext:ssrc-audio-level" => {
+                        peer.audio_level_extension = Some(ext.id)
+                    }
                     _ => {}
                 }
             }
@@ -370,6 +374,7 @@ impl Engine {
                         layers,
                         subscribers: Vec::new(),
                         clock_rate,
+                        voice: VoiceActivity::default(),
                     });
                 }
                 sdp::Direction::SendOnly => {
@@ -876,6 +881,7 @@ impl Engine {
             outbox,
             scratch,
             stats,
+            events,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&peer_id) else {
@@ -965,6 +971,20 @@ impl Engine {
             CodecKind::H264 => rtp::h264_is_keyframe(payload),
             CodecKind::Opus => true,
         };
+        if let (MediaKind::Audio, Some(id)) = (track.kind, peer.audio_level_extension) {
+            // RFC 6464: the low 7 bits are the level in -dBov.
+            if let Some((_, &[level, ..])) =
+                rtp::extensions(scratch, &header).find(|(i, _)| *i == id)
+            {
+                if let Some(speaking) = track.voice.record(level & 0x7f, now) {
+                    events.push_back(Event::SpeakingChanged {
+                        peer: peer_id,
+                        track: track_id,
+                        speaking,
+                    });
+                }
+            }
+        }
         if is_keyframe && track.kind == MediaKind::Video {
             layer.keyframe_wanted = false;
             if let Some((width, height)) = rtp::vp8_keyframe_dimensions(payload) {
@@ -1516,6 +1536,16 @@ impl Engine {
             self.send_probe_padding(id);
         }
         self.live_peers_scratch = live;
+
+        for track in self.tracks.values_mut().filter(|t| t.voice.speaking) {
+            if let Some(speaking) = track.voice.poll(now) {
+                self.events.push_back(Event::SpeakingChanged {
+                    peer: track.publisher,
+                    track: track.id,
+                    speaking,
+                });
+            }
+        }
 
         let mut waiting = std::mem::take(&mut self.keyframe_scratch);
         waiting.clear();

@@ -184,6 +184,7 @@ pub struct Peer {
     pub rid_extension: Option<u8>,
     pub repaired_rid_extension: Option<u8>,
     pub twcc_extension: Option<u8>,
+    pub audio_level_extension: Option<u8>,
     /// Transport-wide feedback for what this peer sends us (its browser's bandwidth estimate
     /// depends on it).
     pub twcc_recorder: Option<TwccRecorder>,

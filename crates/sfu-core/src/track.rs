@@ -109,6 +109,54 @@ impl Layer {
     }
 }
 
+/// Voice activity of an audio track from its RFC 6464 audio levels: speaking starts after
+/// `VOICE_ONSET` of sound and ends after `VOICE_HANGOVER` without (Opus DTX sends nothing in
+/// silence, so no packets counts as quiet too).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VoiceActivity {
+    pub speaking: bool,
+    loud_since: Option<Instant>,
+    last_loud: Option<Instant>,
+}
+
+/// Audio louder than this level (-dBov; 0 is loudest, 127 silence) counts as voice.
+pub const VOICE_LEVEL: u8 = 60;
+pub const VOICE_ONSET: Duration = Duration::from_millis(200);
+pub const VOICE_HANGOVER: Duration = Duration::from_millis(800);
+/// A dip shorter than this between loud packets does not restart the onset.
+const VOICE_GAP: Duration = Duration::from_millis(150);
+
+impl VoiceActivity {
+    /// Records one packet's level; returns the new state if it changed.
+    pub fn record(&mut self, level: u8, now: Instant) -> Option<bool> {
+        if level <= VOICE_LEVEL {
+            if self.last_loud.is_none_or(|at| now > at + VOICE_GAP) {
+                self.loud_since = Some(now);
+            }
+            self.last_loud = Some(now);
+            if !self.speaking
+                && self
+                    .loud_since
+                    .is_some_and(|since| now >= since + VOICE_ONSET)
+            {
+                self.speaking = true;
+                return Some(true);
+            }
+        }
+        self.poll(now)
+    }
+
+    /// Ends speaking after the hangover; returns `Some(false)` when it did.
+    pub fn poll(&mut self, now: Instant) -> Option<bool> {
+        if self.speaking && self.last_loud.is_none_or(|at| now >= at + VOICE_HANGOVER) {
+            self.speaking = false;
+            self.loud_since = None;
+            return Some(false);
+        }
+        None
+    }
+}
+
 pub struct Track {
     pub id: TrackId,
     pub publisher: PeerId,
@@ -120,6 +168,7 @@ pub struct Track {
     /// Subscriber peer and the index of its send slot.
     pub subscribers: Vec<(PeerId, usize)>,
     pub clock_rate: u32,
+    pub voice: VoiceActivity,
 }
 
 impl Track {
