@@ -60,7 +60,7 @@ export interface LayerPreference {
 
 /** One flat object per event; `type` tells which fields are set. */
 export interface MediaEvent {
-  type: 'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'layer-switched' | 'worker-restarted'
+  type: 'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'layer-switched' | 'speaking-changed' | 'worker-restarted'
   peerId?: number
   trackId?: number
   kind?: 'audio' | 'video'
@@ -70,8 +70,13 @@ export interface MediaEvent {
   remote?: string
   reason?: string
   by?: number
-  /** `layer-switched`: the index of the layer the subscriber now waits for (its next keyframe). */
+  /**
+   * `layer-switched`: the new target layer, as an index into the track's encodings in the
+   * order the publisher's offer lists them; it takes over at its next keyframe.
+   */
   layer?: number
+  /** `speaking-changed`: whether the audio track's publisher now speaks. */
+  speaking?: boolean
 }
 
 export interface PeerStats {
@@ -86,6 +91,11 @@ export interface PeerStats {
   keyframeRequestsSent: number
   publishedTracks: number
   subscriptions: number
+  /**
+   * The engine's bandwidth estimate towards the peer (from its transport-wide feedback), in
+   * bit/s; 0 before any feedback.
+   */
+  availableOutgoingBitrateBps: number
 }
 
 export interface SubscriptionInfo {

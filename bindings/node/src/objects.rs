@@ -30,7 +30,7 @@ pub struct LayerPreference {
 pub struct MediaEvent {
     #[napi(
         js_name = "type",
-        ts_type = "'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'layer-switched' | 'worker-restarted'"
+        ts_type = "'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'layer-switched' | 'speaking-changed' | 'worker-restarted'"
     )]
     pub kind_of_event: String,
     pub peer_id: Option<u32>,
@@ -43,8 +43,11 @@ pub struct MediaEvent {
     pub remote: Option<String>,
     pub reason: Option<String>,
     pub by: Option<u32>,
-    /// `layer-switched`: the index of the layer the subscriber now waits for (its next keyframe).
+    /// `layer-switched`: the new target layer, as an index into the track's encodings in the
+    /// order the publisher's offer lists them; it takes over at its next keyframe.
     pub layer: Option<u32>,
+    /// `speaking-changed`: whether the audio track's publisher now speaks.
+    pub speaking: Option<bool>,
 }
 
 impl MediaEvent {
@@ -60,6 +63,7 @@ impl MediaEvent {
             reason: None,
             by: None,
             layer: None,
+            speaking: None,
         }
     }
 }
@@ -107,6 +111,16 @@ impl From<WorkerEvent> for MediaEvent {
                 layer: Some(u32::from(layer)),
                 ..MediaEvent::new("layer-switched")
             },
+            WorkerEvent::Engine(Event::SpeakingChanged {
+                peer,
+                track,
+                speaking,
+            }) => MediaEvent {
+                peer_id: Some(peer.0),
+                track_id: Some(track.0),
+                speaking: Some(speaking),
+                ..MediaEvent::new("speaking-changed")
+            },
             WorkerEvent::Restarted { reason } => MediaEvent {
                 reason: Some(reason),
                 ..MediaEvent::new("worker-restarted")
@@ -145,6 +159,9 @@ pub struct PeerStats {
     pub keyframe_requests_sent: f64,
     pub published_tracks: u32,
     pub subscriptions: u32,
+    /// The engine's bandwidth estimate towards the peer (from its transport-wide feedback), in
+    /// bit/s; 0 before any feedback.
+    pub available_outgoing_bitrate_bps: f64,
 }
 
 impl PeerStats {
@@ -161,6 +178,7 @@ impl PeerStats {
             keyframe_requests_sent: stats.keyframe_requests_sent as f64,
             published_tracks: stats.published_tracks,
             subscriptions: stats.subscriptions,
+            available_outgoing_bitrate_bps: stats.available_outgoing_bitrate_bps as f64,
         }
     }
 }
