@@ -71,8 +71,8 @@ export interface MediaEvent {
   reason?: string
   by?: number
   /**
-   * `layer-switched`: the new target layer, as an index into the track's encodings in the
-   * order the publisher's offer lists them; it takes over at its next keyframe.
+   * `layer-switched`: the new target layer's quality rank (0 = lowest), the scale of
+   * `maxSpatialLayer`; it takes over at its next keyframe.
    */
   layer?: number
   /** `speaking-changed`: whether the audio track's publisher now speaks. */

@@ -43,8 +43,8 @@ pub struct MediaEvent {
     pub remote: Option<String>,
     pub reason: Option<String>,
     pub by: Option<u32>,
-    /// `layer-switched`: the new target layer, as an index into the track's encodings in the
-    /// order the publisher's offer lists them; it takes over at its next keyframe.
+    /// `layer-switched`: the new target layer's quality rank (0 = lowest), the scale of
+    /// `maxSpatialLayer`; it takes over at its next keyframe.
     pub layer: Option<u32>,
     /// `speaking-changed`: whether the audio track's publisher now speaks.
     pub speaking: Option<bool>,

@@ -1397,9 +1397,22 @@ impl Engine {
             .max_spatial_layer
             .map_or(count - 1, |max| (max as usize).min(count - 1));
         let mut choice = None;
+        let current_rank = ranked[..count]
+            .iter()
+            .position(|&i| i == subscription.target_layer)
+            .unwrap_or(0);
         for (rank, &index) in ranked[..count].iter().enumerate() {
             let layer = &mut track.layers[index];
-            let affordable = budget_bps.is_none_or(|budget| layer.rate.bitrate_bps(now) <= budget);
+            // Hysteresis: keeping a layer needs it to fit the budget, moving up to one needs
+            // 15 % to spare, so an estimate near a layer's rate does not flip it back and forth.
+            let affordable = budget_bps.is_none_or(|budget| {
+                let needed = layer.rate.bitrate_bps(now);
+                if rank > current_rank {
+                    needed <= budget * 85 / 100
+                } else {
+                    needed <= budget
+                }
+            });
             let fits = rank <= allowed_rank
                 && affordable
                 && subscription
@@ -1418,10 +1431,14 @@ impl Engine {
             subscription.target_layer = target;
             let track_id = subscription.track;
             let connected = peer.is_connected();
+            let quality_rank = ranked[..count]
+                .iter()
+                .position(|&i| i == target)
+                .unwrap_or(0);
             self.events.push_back(Event::LayerSwitched {
                 peer: subscriber,
                 track: track_id,
-                layer: target as u8,
+                layer: quality_rank as u8,
             });
             if connected {
                 self.request_keyframe_from_publisher(track_id, Some(target), Some(subscriber), now);
