@@ -410,13 +410,9 @@ impl<F: FnMut(Vec<WorkerEvent>) + Send + 'static> Worker<F> {
                 max_height,
                 reply,
             } => self.call(reply, |session, now| {
-                session.engine.set_layer_preference(
-                    peer,
-                    track,
-                    max_spatial_layer,
-                    max_height,
-                    now,
-                )
+                session
+                    .engine
+                    .set_layer_preference(peer, track, max_spatial_layer, max_height, now)
             }),
             Command::PeerStats { peer, reply } => {
                 self.call(reply, |session, _| session.engine.peer_stats(peer))
