@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Conclave needs on a fresh Debian machine with Node and Rust. Idempotent.
 #   scripts/setup.sh              npm dependencies (enough to build and run the server)
-#   scripts/setup.sh --for-tests  also Debian packages the tests use (Chromium, Firefox ESR) and cargo-fuzz
+#   scripts/setup.sh --for-tests  also Debian packages the tests use (Chromium, Firefox ESR, redis-server) and cargo-fuzz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for_tests=0
@@ -10,6 +10,7 @@ for_tests=0
 need_apt=()
 if [ "$for_tests" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then

@@ -85,6 +85,16 @@ test('ids that are not whole non-negative numbers reject with invalid_argument',
   await assert.rejects(worker.requestKeyframe(2 ** 32), { code: 'invalid_argument' })
 })
 
+test('setLayerPreference checks its numbers and answers the engine codes', async () => {
+  const { worker } = startWorker()
+  const peerId = await worker.createPeer()
+  await assert.rejects(worker.setLayerPreference(peerId, 1, { maxSpatialLayer: 256 }), { code: 'invalid_argument' })
+  await assert.rejects(worker.setLayerPreference(peerId, 1, { maxHeight: 0.5 }), { code: 'invalid_argument' })
+  await assert.rejects(worker.setLayerPreference(peerId + 1000, 1, { maxHeight: 180 }), { code: 'peer_not_found' })
+  await assert.rejects(worker.setLayerPreference(peerId, 1, { maxHeight: 180 }), { code: 'not_subscribed' })
+  await assert.rejects(worker.setLayerPreference(peerId, 1, {}), { code: 'not_subscribed' })
+})
+
 test('start with a bad address throws invalid_argument; with a taken port, bind_failed', async () => {
   assert.throws(() => MediaWorker.start({ port: 0, announcedAddress: 'not an ip' }, () => {}), {
     code: 'invalid_argument',

@@ -1,9 +1,12 @@
 // The meeting page at `/`: a room and a name, Join, then a tile per remote participant.
+// `?simulcast=1` publishes the camera at 1280x720 in three simulcast layers.
 
 import { Meeting, type RemoteTrack } from './meeting.js'
+import { attachPanel } from './meeting-panel.js'
 
 interface Tile {
   figure: HTMLElement
+  video: HTMLVideoElement
   stream: MediaStream
   caption: HTMLElement
 }
@@ -16,7 +19,10 @@ const joinButton = element<HTMLButtonElement>('join')
 const leaveButton = element<HTMLButtonElement>('leave')
 const status = element<HTMLElement>('status')
 const tiles = element<HTMLElement>('tiles')
+const panel = element<HTMLElement>('panel')
+let detachPanel: (() => void) | undefined
 
+const simulcast = params.get('simulcast') === '1'
 roomInput.value = params.get('room') ?? ''
 nameInput.value = params.get('name') ?? ''
 
@@ -24,6 +30,8 @@ let meeting: Meeting | undefined
 let localStream: MediaStream | undefined
 const remoteTiles = new Map<string, Tile>()
 const remoteTracks = new Map<string, MediaStreamTrack>()
+/** Stops reporting a remote video's drawn size, by track. */
+const sizeWatches = new Map<string, () => void>()
 
 /** For tests and debugging: the live meeting. */
 const debug = { meeting: undefined as Meeting | undefined }
@@ -39,18 +47,28 @@ async function join(): Promise<void> {
   joinButton.disabled = true
   setStatus('Starting camera and microphone…')
   try {
-    localStream = await navigator.mediaDevices.getUserMedia({
-      video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } },
-      audio: true,
-    })
+    // Simulcast needs the resolution for three layers: Chromium drops the ones it cannot scale to.
+    const video = simulcast
+      ? { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } }
+      : { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } }
+    localStream = await navigator.mediaDevices.getUserMedia({ video, audio: true })
     addTile('local', `${nameInput.value} (you)`, localStream, true)
     setStatus('Joining…')
     const url = new URL('/ws', location.href)
     url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:'
-    const token = params.get('token') ?? undefined
-    const joining = new Meeting({ url, room: roomInput.value, name: nameInput.value, stream: localStream, ...(token ? { token } : {}) })
+    const token = params.get('token') ?? (await devToken(roomInput.value, nameInput.value))
+    const joining = new Meeting({
+      url,
+      room: roomInput.value,
+      name: nameInput.value,
+      stream: localStream,
+      simulcast,
+      ...(token ? { token } : {}),
+    })
     wire(joining)
+    joining.on('waiting', () => setStatus('Waiting for a host to let you in…'))
     await joining.join()
+    detachPanel = attachPanel(joining, panel, setStatus)
     meeting = joining
     debug.meeting = joining
     form.hidden = true
@@ -69,10 +87,16 @@ function wire(current: Meeting): void {
     if (previous !== undefined) tile.stream.removeTrack(previous)
     remoteTracks.set(remote.trackId, remote.track)
     tile.stream.addTrack(remote.track)
+    if (remote.kind === 'video') {
+      sizeWatches.get(remote.trackId)?.()
+      sizeWatches.set(remote.trackId, current.watchVideoSize(remote.trackId, tile.video))
+    }
   })
   current.on('track-ended', ({ trackId, participantId }) => {
     const track = remoteTracks.get(trackId)
     remoteTracks.delete(trackId)
+    sizeWatches.get(trackId)?.()
+    sizeWatches.delete(trackId)
     if (track !== undefined) remoteTiles.get(participantId)?.stream.removeTrack(track)
   })
   current.on('participant-joined', (participant) => {
@@ -83,6 +107,7 @@ function wire(current: Meeting): void {
     remoteTiles.get(participant.participantId)?.figure.remove()
     remoteTiles.delete(participant.participantId)
   })
+  current.on('ended', ({ reason }) => void leave(reason === 'removed' ? 'A host removed you from the meeting.' : 'The room was closed.'))
   current.on('closed', ({ reason }) => void leave(`The meeting ended: ${reason}.`))
   current.on('error', (error) => setStatus(`Negotiation failed: ${error.message}`))
 }
@@ -91,12 +116,16 @@ async function leave(message: string): Promise<void> {
   const current = meeting
   meeting = undefined
   debug.meeting = undefined
+  detachPanel?.()
+  detachPanel = undefined
   await current?.leave()
   for (const track of localStream?.getTracks() ?? []) track.stop()
   localStream = undefined
   tiles.replaceChildren()
   remoteTiles.clear()
   remoteTracks.clear()
+  for (const stop of sizeWatches.values()) stop()
+  sizeWatches.clear()
   form.hidden = false
   joinButton.disabled = false
   leaveButton.hidden = true
@@ -116,7 +145,23 @@ function addTile(id: string, name: string, stream: MediaStream, local: boolean):
   caption.textContent = name
   figure.append(video, caption)
   tiles.append(figure)
-  return { figure, stream, caption }
+  return { figure, video, stream, caption }
+}
+
+/**
+ * Without `?token=`, a server in open dev mode hands out a token (`?role=` picks the role, host by
+ * default); a server with a secret answers 404 and the page joins without one, to be refused.
+ */
+async function devToken(room: string, name: string): Promise<string | undefined> {
+  const query = new URLSearchParams({ room, name, role: params.get('role') ?? 'host' })
+  try {
+    const response = await fetch(`/v1/dev-token?${query}`)
+    if (!response.ok) return undefined
+    const body = (await response.json()) as { token?: unknown }
+    return typeof body.token === 'string' ? body.token : undefined
+  } catch {
+    return undefined
+  }
 }
 
 function setStatus(text: string): void {

@@ -6,19 +6,26 @@ import {
   type ErrorCode,
   type JoinedReply,
   type LeftReply,
+  type MeetingRequest,
+  type WaitingReply,
+  type DoneReply,
   PROTOCOL_VERSION,
   type ServerEvent,
   type ServerReply,
+  type TrackId,
   parseServerMessage,
 } from '@conclave/protocol'
 import { Emitter } from './emitter.js'
+
+/** A meeting-control request without its id (the client assigns one). */
+export type ControlRequest = MeetingRequest extends infer M ? (M extends unknown ? Omit<M, 'id'> : never) : never
 
 /** A request the server refused, with the protocol's stable code. */
 export class SignalingError extends Error {
   override readonly name = 'SignalingError'
 
   constructor(
-    readonly code: ErrorCode | 'connection_closed',
+    readonly code: ErrorCode | 'connection_closed' | 'denied',
     message: string,
   ) {
     super(message)
@@ -70,8 +77,9 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     })
   }
 
-  join(room: string, name: string): Promise<JoinedReply> {
-    return this.#request({ type: 'join', id: this.#id(), protocolVersion: PROTOCOL_VERSION, room, name } as ClientMessage, 'joined')
+  /** Joins a room: `joined`, or `waiting` in a room with a waiting room (then `admitted` or `denied` follows as an event). */
+  join(room: string, name: string): Promise<JoinedReply | WaitingReply> {
+    return this.#request({ type: 'join', id: this.#id(), protocolVersion: PROTOCOL_VERSION, room, name } as ClientMessage, ['joined', 'waiting'])
   }
 
   offer(sdp: string): Promise<AnswerReply> {
@@ -82,6 +90,11 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     return this.#request({ type: 'leave', id: this.#id() }, 'left')
   }
 
+  /** Tells the server the size (device pixels) at which the remote video `trackId` is drawn. */
+  setPreferredSize(trackId: TrackId, width: number, height: number): Promise<DoneReply> {
+    return this.#request({ type: 'set-preferred-size', id: this.#id(), trackId, width, height }, 'done')
+  }
+
   close(): void {
     this.#socket.close(1000, 'bye')
   }
@@ -90,12 +103,17 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     return String(this.#nextId++)
   }
 
-  #request<T extends ServerReply['type']>(message: ClientMessage, expected: T): Promise<Extract<ServerReply, { type: T }>> {
+  /** A meeting-control request (chat, raise-hand, admit, mute-track, ...), answered by `done`. */
+  control(request: ControlRequest): Promise<DoneReply> {
+    return this.#request({ ...request, id: this.#id() } as ClientMessage, 'done')
+  }
+
+  #request<T extends ServerReply['type']>(message: ClientMessage, expected: T | readonly T[]): Promise<Extract<ServerReply, { type: T }>> {
     return new Promise((resolve, reject) => {
       this.#pending.set(message.id, {
         resolve: (reply) => {
           if (reply.type === 'error') reject(new SignalingError(reply.code, reply.message))
-          else if (reply.type === expected) resolve(reply as Extract<ServerReply, { type: T }>)
+          else if (reply.type === expected || (Array.isArray(expected) && expected.includes(reply.type))) resolve(reply as Extract<ServerReply, { type: T }>)
           else reject(new SignalingError('invalid_message', `expected ${expected}, got ${reply.type}`))
         },
         reject,
@@ -114,8 +132,10 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     const message = parsed.message
     switch (message.type) {
       case 'joined':
+      case 'waiting':
       case 'answer':
       case 'left':
+      case 'done':
       case 'error': {
         const pending = message.id === undefined ? undefined : this.#pending.get(message.id)
         if (pending === undefined) {

@@ -1,5 +1,7 @@
 // WHIP (RFC 9725) publishing and WHEP playing from the browser: one offer POSTed, one answer back.
 
+import { sendTransceiverInit } from './simulcast.js'
+
 export class WhipError extends Error {
   override readonly name = 'WhipError'
 
@@ -15,6 +17,11 @@ export interface SessionOptions {
   token?: string
 }
 
+export interface PublishOptions extends SessionOptions {
+  /** Publish video as three simulcast layers (`SIMULCAST_ENCODINGS`). Default false. */
+  simulcast?: boolean
+}
+
 export interface HttpMediaSession {
   pc: RTCPeerConnection
   /** The session's resource URL (from `Location`); DELETE ends it. */
@@ -24,9 +31,9 @@ export interface HttpMediaSession {
 }
 
 /** Publishes every track of `stream` to a WHIP endpoint (`/whip/<room>`). */
-export async function publishWhip(endpoint: string | URL, stream: MediaStream, options: SessionOptions = {}): Promise<HttpMediaSession> {
+export async function publishWhip(endpoint: string | URL, stream: MediaStream, options: PublishOptions = {}): Promise<HttpMediaSession> {
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' })
-  for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] })
+  for (const track of stream.getTracks()) pc.addTransceiver(track, sendTransceiverInit(track, stream, options.simulcast === true))
   return exchange(pc, endpoint, options)
 }
 

@@ -33,6 +33,13 @@ export const ERROR_CODES = [
   'payload_too_large',
   'rate_limited',
   'internal',
+  // meeting control (protocol 2)
+  'participant_not_found',
+  'room_exists',
+  'room_locked',
+  'room_full',
+  'participant_removed',
+  'not_ready',
 ] as const
 
 export const ErrorCode = z.enum(ERROR_CODES)
@@ -64,6 +71,13 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   payload_too_large: 413,
   rate_limited: 429,
   internal: 500,
+  participant_not_found: 404,
+  room_exists: 409,
+  room_locked: 403,
+  room_full: 403,
+  // The identity was removed from the room: its token no longer admits it.
+  participant_removed: 403,
+  not_ready: 503,
 }
 
 export function httpStatusFor(code: ErrorCode): number {

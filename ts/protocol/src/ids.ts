@@ -22,3 +22,6 @@ export const ParticipantName = z.string().trim().min(1).max(64)
 
 export const MediaKind = z.enum(['audio', 'video'])
 export type MediaKind = z.infer<typeof MediaKind>
+
+/** A request id chosen by the client; replies echo it. */
+export const RequestId = z.string().min(1).max(64)

@@ -2,4 +2,7 @@
 
 export * from './errors.js'
 export * from './ids.js'
+export * from './meeting.js'
+export * from './rest.js'
 export * from './signaling.js'
+export * from './tokens.js'

@@ -14,7 +14,7 @@ describe('client messages', () => {
   })
 
   test('a join from another protocol version is rejected with the request id', () => {
-    const result = parseClientMessage(JSON.stringify({ type: 'join', id: '7', protocolVersion: 2, room: 'r', name: 'a' }))
+    const result = parseClientMessage(JSON.stringify({ type: 'join', id: '7', protocolVersion: 1, room: 'r', name: 'a' }))
     assert.ok(!result.ok)
     assert.equal(result.problem.id, '7')
     assert.match(result.problem.message, /protocolVersion/)
@@ -22,7 +22,7 @@ describe('client messages', () => {
 
   test('a room name with a slash or too long is rejected', () => {
     for (const room of ['a/b', '', 'x'.repeat(65)]) {
-      const result = parseClientMessage(JSON.stringify({ type: 'join', id: '1', protocolVersion: 1, room, name: 'a' }))
+      const result = parseClientMessage(JSON.stringify({ type: 'join', id: '1', protocolVersion: PROTOCOL_VERSION, room, name: 'a' }))
       assert.ok(!result.ok, room)
     }
   })
@@ -45,6 +45,19 @@ describe('client messages', () => {
   test('an offer needs a non-empty sdp', () => {
     assert.ok(!parseClientMessage(JSON.stringify({ type: 'offer', id: '1', sdp: '' })).ok)
     assert.ok(parseClientMessage(JSON.stringify({ type: 'offer', id: '1', sdp: 'v=0\r\n' })).ok)
+  })
+
+  test('a preferred size names a track and gives whole non-negative pixels', () => {
+    const ok = { type: 'set-preferred-size', id: '4', trackId: 'track-1', width: 160, height: 90 }
+    const result = parseClientMessage(JSON.stringify(ok))
+    assert.ok(result.ok)
+    assert.deepEqual(result.message, ok)
+    assert.ok(parseClientMessage(JSON.stringify({ ...ok, width: 0, height: 0 })).ok, 'a hidden video is 0x0')
+    for (const bad of [{ height: -1 }, { width: 1.5 }, { height: 20_000 }, { trackId: '' }, { width: undefined }]) {
+      const parsed = parseClientMessage(JSON.stringify({ ...ok, ...bad }))
+      assert.ok(!parsed.ok, JSON.stringify(bad))
+      assert.equal(parsed.problem.id, '4')
+    }
   })
 
   test('a leave needs only its id', () => {

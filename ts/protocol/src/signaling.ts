@@ -6,23 +6,39 @@
 
 import * as z from 'zod'
 import { ErrorCode } from './errors.js'
-import { MediaKind, ParticipantId, ParticipantName, RoomId, TrackId } from './ids.js'
+import { MediaKind, ParticipantId, RequestId, RoomId, TrackId } from './ids.js'
+import {
+  DoneReply,
+  JoinName,
+  MEETING_EVENTS,
+  MEETING_REQUESTS,
+  ParticipantInfo,
+  RoomInfo,
+  WaitingParticipant,
+  WaitingReply,
+} from './meeting.js'
+import { Grants, Role, TrackSource } from './tokens.js'
 
-/** Bumped on any incompatible change; `join` must carry it. */
-export const PROTOCOL_VERSION = 1
+/**
+ * Bumped on any incompatible change; `join` must carry it. 2: roles and grants, the waiting room
+ * (`join` may be answered `waiting`), meeting control (meeting.ts), `name` optional in `join`.
+ */
+export const PROTOCOL_VERSION = 2
 
 /** Upper bound for one signaling frame; SDP offers with many m-lines stay far below. */
 export const MAX_MESSAGE_BYTES = 256 * 1024
 
-/** A request id chosen by the client; replies echo it. */
-export const RequestId = z.string().min(1).max(64)
-
 const Sdp = z.string().min(1).max(MAX_MESSAGE_BYTES)
 
-export const ParticipantInfo = z.object({ participantId: ParticipantId, name: z.string() })
-export type ParticipantInfo = z.infer<typeof ParticipantInfo>
-
-export const TrackInfo = z.object({ trackId: TrackId, participantId: ParticipantId, kind: MediaKind })
+export const TrackInfo = z.object({
+  trackId: TrackId,
+  participantId: ParticipantId,
+  kind: MediaKind,
+  /** What the publisher said the track is; absent for WHIP publishers. */
+  source: TrackSource.optional(),
+  /** A host or cohost muted it: it is not forwarded. */
+  muted: z.boolean().optional(),
+})
 export type TrackInfo = z.infer<typeof TrackInfo>
 
 /** Which of the subscriber's receive m-lines carries which track. */
@@ -41,33 +57,84 @@ export const JoinRequest = z.object({
   id: RequestId,
   protocolVersion: z.literal(PROTOCOL_VERSION),
   room: RoomId,
-  name: ParticipantName,
+  /** Ignored when the token carries a `name` claim. */
+  name: JoinName,
 })
 export type JoinRequest = z.infer<typeof JoinRequest>
 
-export const OfferRequest = z.object({ type: z.literal('offer'), id: RequestId, sdp: Sdp })
+/**
+ * `sources` names what each sending m-line carries (by mid); unnamed audio is `microphone`,
+ * unnamed video `camera`. The server refuses an offer that sends a source the grants do not allow.
+ */
+export const OfferRequest = z.object({
+  type: z.literal('offer'),
+  id: RequestId,
+  sdp: Sdp,
+  sources: z.record(z.string().max(32), TrackSource).optional(),
+})
 export type OfferRequest = z.infer<typeof OfferRequest>
 
 export const LeaveRequest = z.object({ type: z.literal('leave'), id: RequestId })
 export type LeaveRequest = z.infer<typeof LeaveRequest>
 
-export const ClientMessage = z.discriminatedUnion('type', [JoinRequest, OfferRequest, LeaveRequest])
+/** A length on screen in device pixels; 0 when the video is not shown. */
+const Pixels = z.number().int().min(0).max(16_384)
+
+/**
+ * The size (device pixels) at which the client draws a remote video it receives. The server sends
+ * the simulcast layer that fits it (by height), and the lowest one when none is that small. Send it
+ * on join and whenever the size changes (debounced); until then the track comes at its best layer.
+ * Answered by `done`.
+ */
+export const SetPreferredSizeRequest = z.object({
+  type: z.literal('set-preferred-size'),
+  id: RequestId,
+  trackId: TrackId,
+  width: Pixels,
+  height: Pixels,
+})
+export type SetPreferredSizeRequest = z.infer<typeof SetPreferredSizeRequest>
+
+export const ClientMessage = z.discriminatedUnion('type', [
+  JoinRequest,
+  OfferRequest,
+  LeaveRequest,
+  SetPreferredSizeRequest,
+  ...MEETING_REQUESTS,
+])
 export type ClientMessage = z.infer<typeof ClientMessage>
 export type ClientMessageType = ClientMessage['type']
 
 // Server -> client replies (echo the request id).
 
+/** What a participant learns once, when it enters the meeting (by `joined` or `admitted`). */
+export const RoomSnapshot = z.object({
+  participantId: ParticipantId,
+  /** The name the server uses for this participant (the token's, or the one sent in `join`). */
+  name: z.string(),
+  role: Role,
+  grants: Grants,
+  room: RoomInfo,
+  /** Everyone else already in the room (hidden participants are never listed). */
+  participants: z.array(ParticipantInfo),
+  /** Every track already published in the room by someone else. */
+  tracks: z.array(TrackInfo),
+  /** Hosts and cohosts only: who is in the waiting room. */
+  waiting: z.array(WaitingParticipant).optional(),
+})
+export type RoomSnapshot = z.infer<typeof RoomSnapshot>
+
 export const JoinedReply = z.object({
   type: z.literal('joined'),
   id: RequestId,
   protocolVersion: z.literal(PROTOCOL_VERSION),
-  participantId: ParticipantId,
-  /** Everyone else already in the room. */
-  participants: z.array(ParticipantInfo),
-  /** Every track already published in the room by someone else. */
-  tracks: z.array(TrackInfo),
+  ...RoomSnapshot.shape,
 })
 export type JoinedReply = z.infer<typeof JoinedReply>
+
+/** To a participant waiting in the waiting room: a host admitted it; it now negotiates as if joined. */
+export const AdmittedEvent = z.object({ type: z.literal('admitted'), ...RoomSnapshot.shape })
+export type AdmittedEvent = z.infer<typeof AdmittedEvent>
 
 export const AnswerReply = z.object({
   type: z.literal('answer'),
@@ -104,7 +171,14 @@ export type TrackPublishedEvent = z.infer<typeof TrackPublishedEvent>
 export const TrackEndedEvent = z.object({ type: z.literal('track-ended'), trackId: TrackId })
 export type TrackEndedEvent = z.infer<typeof TrackEndedEvent>
 
-export const ServerReply = z.discriminatedUnion('type', [JoinedReply, AnswerReply, LeftReply, ErrorReply])
+export const ServerReply = z.discriminatedUnion('type', [
+  JoinedReply,
+  WaitingReply,
+  AnswerReply,
+  LeftReply,
+  DoneReply,
+  ErrorReply,
+])
 export type ServerReply = z.infer<typeof ServerReply>
 
 export const ServerEvent = z.discriminatedUnion('type', [
@@ -112,19 +186,12 @@ export const ServerEvent = z.discriminatedUnion('type', [
   ParticipantLeftEvent,
   TrackPublishedEvent,
   TrackEndedEvent,
+  AdmittedEvent,
+  ...MEETING_EVENTS,
 ])
 export type ServerEvent = z.infer<typeof ServerEvent>
 
-export const ServerMessage = z.discriminatedUnion('type', [
-  JoinedReply,
-  AnswerReply,
-  LeftReply,
-  ErrorReply,
-  ParticipantJoinedEvent,
-  ParticipantLeftEvent,
-  TrackPublishedEvent,
-  TrackEndedEvent,
-])
+export const ServerMessage = z.discriminatedUnion('type', [...ServerReply.options, ...ServerEvent.options])
 export type ServerMessage = z.infer<typeof ServerMessage>
 
 /** Why a frame could not be read as a message, with the request id when one was found. */

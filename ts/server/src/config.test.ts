@@ -22,3 +22,23 @@ test('a malformed value is refused at start, not at the first call', () => {
   assert.throws(() => loadConfig({ CONCLAVE_ANNOUNCED_ADDRESS: 'example.com' }), /CONCLAVE_ANNOUNCED_ADDRESS/)
   assert.throws(() => loadConfig({ CONCLAVE_LOG_LEVEL: 'loud' }), /CONCLAVE_LOG_LEVEL/)
 })
+
+test('the control plane variables: JWKS URL, API key, Redis URL and prefix, node id', () => {
+  const config = loadConfig({
+    CONCLAVE_JWKS_URL: 'https://auth.example/jwks.json',
+    CONCLAVE_API_KEY: 'k',
+    CONCLAVE_REDIS_URL: 'redis://127.0.0.1:6379',
+    CONCLAVE_REDIS_PREFIX: 'staging:',
+    CONCLAVE_NODE_ID: 'node-a',
+  })
+  assert.deepEqual(config, {
+    logLevel: 'info',
+    jwksUrl: 'https://auth.example/jwks.json',
+    apiKey: 'k',
+    redisUrl: 'redis://127.0.0.1:6379',
+    redisPrefix: 'staging:',
+    nodeId: 'node-a',
+  })
+  assert.throws(() => loadConfig({ CONCLAVE_REDIS_URL: 'http://127.0.0.1' }), /CONCLAVE_REDIS_URL/)
+  assert.throws(() => loadConfig({ CONCLAVE_JWKS_URL: 'not a url' }), /CONCLAVE_JWKS_URL/)
+})

@@ -11,7 +11,8 @@ export interface Config extends ServerOptions {
 /**
  * CONCLAVE_HTTP_PORT (8080), CONCLAVE_HTTP_HOST (0.0.0.0), CONCLAVE_UDP_PORT (40000),
  * CONCLAVE_UDP_BIND_ADDRESS (0.0.0.0), CONCLAVE_ANNOUNCED_ADDRESS (127.0.0.1),
- * CONCLAVE_JWT_SECRET (unset: open), CONCLAVE_LOG_LEVEL (info). Throws on a malformed value.
+ * CONCLAVE_JWT_SECRET (unset: open), CONCLAVE_JWKS_URL, CONCLAVE_API_KEY, CONCLAVE_REDIS_URL (unset: in
+ * memory), CONCLAVE_REDIS_PREFIX, CONCLAVE_NODE_ID, CONCLAVE_LOG_LEVEL (info). Throws on a malformed value.
  */
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
   const config: Config = { logLevel: 'info' }
@@ -26,6 +27,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   const announcedAddress = ip(env, 'CONCLAVE_ANNOUNCED_ADDRESS')
   if (announcedAddress !== undefined) config.announcedAddress = announcedAddress
   if (env.CONCLAVE_JWT_SECRET) config.jwtSecret = env.CONCLAVE_JWT_SECRET
+  if (env.CONCLAVE_JWKS_URL) config.jwksUrl = url(env, 'CONCLAVE_JWKS_URL', ['http:', 'https:'])
+  if (env.CONCLAVE_API_KEY) config.apiKey = env.CONCLAVE_API_KEY
+  if (env.CONCLAVE_REDIS_URL) config.redisUrl = url(env, 'CONCLAVE_REDIS_URL', ['redis:', 'rediss:'])
+  if (env.CONCLAVE_REDIS_PREFIX) config.redisPrefix = env.CONCLAVE_REDIS_PREFIX
+  if (env.CONCLAVE_NODE_ID) config.nodeId = env.CONCLAVE_NODE_ID
   const level = env.CONCLAVE_LOG_LEVEL
   if (level) {
     if (!isLogLevel(level)) throw new Error(`CONCLAVE_LOG_LEVEL must be debug, info, warn, error or silent, not ${level}`)
@@ -40,6 +46,18 @@ function port(env: NodeJS.ProcessEnv, name: string): number | undefined {
   const value = Number(raw)
   if (!Number.isInteger(value) || value < 0 || value > 65535) throw new Error(`${name} must be a port number, not ${raw}`)
   return value
+}
+
+function url(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string {
+  const raw = env[name] ?? ''
+  let parsed: URL
+  try {
+    parsed = new URL(raw)
+  } catch {
+    throw new Error(`${name} must be a URL, not ${raw}`)
+  }
+  if (!protocols.includes(parsed.protocol)) throw new Error(`${name} must be a ${protocols.join(' or ')} URL`)
+  return raw
 }
 
 function ip(env: NodeJS.ProcessEnv, name: string): string | undefined {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { SignJWT } from 'jose'
 import WebSocket from 'ws'
-import { ServerMessage } from '@conclave/protocol'
+import { PROTOCOL_VERSION, ServerMessage } from '@conclave/protocol'
+import { accessToken } from '../test/support/control-plane.js'
 import { eventually } from '../test/support/eventually.js'
 import { quietLog } from '../test/support/media-engines.js'
 import { FakeMediaEngine } from './media/fake-media-engine.js'
@@ -11,7 +11,7 @@ import { type ConclaveServer, createServer } from './server.js'
 const secret = 'server-test-secret-server-test-secret'
 
 function token(room: string) {
-  return new SignJWT({ room }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(secret))
+  return accessToken(secret, { room })
 }
 
 /** Resolves with the HTTP status of a refused upgrade, or 101 once the socket opens. */
@@ -60,7 +60,7 @@ describe('the server with JWT authentication', () => {
     socket.on('message', (data: Buffer) => received.push(ServerMessage.parse(JSON.parse(data.toString()))))
     await new Promise((resolve) => socket.once('open', resolve))
     socket.send('not json')
-    socket.send(JSON.stringify({ type: 'join', id: '1', protocolVersion: 1, room: 'daily', name: 'Ada' }))
+    socket.send(JSON.stringify({ type: 'join', id: '1', protocolVersion: PROTOCOL_VERSION, room: 'daily', name: 'Ada' }))
     await eventually('joined', () => received.find((message) => message.type === 'joined'))
     assert.equal(received[0]?.type, 'error', 'the bad frame got an error and the socket stayed open')
     assert.equal(server.rooms.roomCount, 1)

@@ -1,17 +1,26 @@
 // createServer: wires media, rooms, auth and HTTP together and listens. Tests start one per case.
 
+import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
 import { createAdaptorServer, upgradeWebSocket } from '@hono/node-server'
+import { Redis } from 'ioredis'
 import { WebSocketServer } from 'ws'
 import { MAX_MESSAGE_BYTES } from '@conclave/protocol'
-import { type Authenticator, JwtAuthenticator, OpenAuthenticator } from './auth/authenticator.js'
+import { createAuth } from './auth/authenticator.js'
+import { type EventBus, MemoryEventBus } from './cluster/event-bus.js'
+import { RedisEventBus } from './cluster/redis-event-bus.js'
 import { createApp } from './http/app.js'
+import type { Readiness } from './http/rest-api.js'
 import { clientAssetsDir, loadStaticAssets } from './http/static-assets.js'
 import { createLogger, type Logger } from './log.js'
 import type { MediaEngine } from './media/media-engine.js'
 import { createNativeMediaEngine } from './media/native-media-engine.js'
+import { MeetingService } from './rooms/meeting-service.js'
 import { RoomService } from './rooms/room-service.js'
+import { MemoryRoomStore } from './state/memory-room-store.js'
+import { RedisRoomStore } from './state/redis/redis-room-store.js'
+import type { RoomStore } from './state/room-store.js'
 
 export interface ServerOptions {
   /** HTTP (and WebSocket) port; 0 picks a free one. Default 8080. */
@@ -24,8 +33,25 @@ export interface ServerOptions {
   udpBindAddress?: string
   /** The address browsers send media to, put in every answer. Default "127.0.0.1". */
   announcedAddress?: string
-  /** HS256 secret for bearer tokens; without it the server runs open (development). */
+  /**
+   * The UDP port put in every answer, when browsers reach the media socket through a port mapping
+   * or a relay (the impairment proxy of the tests). Default the bound port.
+   */
+  announcedPort?: number
+  /** HS256 secret for access tokens; without it (and without `jwksUrl`) the server runs open (development). */
   jwtSecret?: string
+  /** A JSON Web Key Set URL for asymmetric access tokens (RS256, PS256, ES256, EdDSA). */
+  jwksUrl?: string
+  /** Guards the REST API (`Authorization: Bearer <key>`). Without it the API is open in dev mode, closed otherwise. */
+  apiKey?: string
+  /** Keep room state in this Redis (and fan events out through it): several instances serve one room. Default: in memory. */
+  redisUrl?: string
+  /** Prefix of every Redis key and channel. Default `conclave:`. */
+  redisPrefix?: string
+  /** This instance's name in participant records. Default a random one. */
+  nodeId?: string
+  /** How long a participant's record outlives its node's last renewal, in ms. Default 30 000 (renewed every third of it). */
+  leaseMs?: number
   /** A media engine to use instead of starting the native one (tests); the caller closes it. */
   media?: MediaEngine
   /** Where the client bundle is. Default `@conclave/client`'s `dist/public`. */
@@ -40,6 +66,9 @@ export interface ConclaveServer {
   udpPort: number
   media: MediaEngine
   rooms: RoomService
+  meeting: MeetingService
+  store: RoomStore
+  nodeId: string
   /** Everyone leaves, sockets close, the engine stops (when this server started it). */
   close(): Promise<void>
 }
@@ -50,7 +79,14 @@ export async function createServer({
   udpPort = 40000,
   udpBindAddress = '0.0.0.0',
   announcedAddress = '127.0.0.1',
+  announcedPort,
   jwtSecret,
+  jwksUrl,
+  apiKey,
+  redisUrl,
+  redisPrefix,
+  nodeId = `node-${randomBytes(4).toString('hex')}`,
+  leaseMs = 30_000,
   media: givenMedia,
   assetsDir = clientAssetsDir(),
   log = createLogger(),
@@ -61,15 +97,45 @@ export async function createServer({
       port: udpPort,
       bindAddress: udpBindAddress,
       announcedAddress,
+      announcedPort,
       log: log.child({ component: 'media' }),
     }))
-  const rooms = new RoomService({ media, log: log.child({ component: 'rooms' }) })
-  const auth: Authenticator = jwtSecret ? new JwtAuthenticator(jwtSecret) : new OpenAuthenticator(log)
+  let meeting: MeetingService | undefined
+  const rooms = new RoomService({
+    media,
+    log: log.child({ component: 'rooms' }),
+    onTrackChange: (track, change) => meeting?.trackChanged(track, change),
+  })
+  const auth = createAuth({ jwtSecret, jwksUrl, log })
+  let redis: Redis | undefined
+  let store: RoomStore
+  let bus: EventBus
+  const readiness: Readiness = { media: () => media.stats() }
+  if (redisUrl !== undefined) {
+    redis = new Redis(redisUrl, { maxRetriesPerRequest: 2 })
+    store = new RedisRoomStore(redis, { leaseMs, ...(redisPrefix ? { prefix: redisPrefix } : {}) })
+    bus = await RedisEventBus.connect(redis, { log, ...(redisPrefix ? { prefix: redisPrefix } : {}) })
+    const client = redis
+    readiness.redis = () => client.ping()
+  } else {
+    store = new MemoryRoomStore({ leaseMs })
+    bus = new MemoryEventBus()
+  }
+  meeting = new MeetingService({
+    rooms,
+    store,
+    bus,
+    nodeId,
+    log: log.child({ component: 'meeting', nodeId }),
+    refreshIntervalMs: Math.max(100, Math.floor(leaseMs / 3)),
+  })
+  const meetingService = meeting
   const assets = await loadStaticAssets(assetsDir)
   if (assets.size === 0) log.warn('the client bundle is missing; the meeting page will 404', { assetsDir })
 
-  const app = createApp({ rooms, auth, log, assets, upgradeWebSocket })
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES })
+  const app = createApp({ rooms, meeting: meetingService, store, auth, apiKey, readiness, log, assets, upgradeWebSocket })
+  // Frames up to 4x the protocol's limit get a typed payload_too_large; larger ones close the socket (1009).
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * MAX_MESSAGE_BYTES })
   const http = createAdaptorServer({ fetch: app.fetch, websocket: { server: wss } }) as Server
 
   try {
@@ -81,13 +147,16 @@ export async function createServer({
       })
     })
   } catch (error) {
+    await meetingService.close()
+    await bus.close()
+    redis?.disconnect()
     if (givenMedia === undefined) await media.close()
     throw error
   }
   const port = (http.address() as AddressInfo).port
   const shownHost = httpHost === '0.0.0.0' || httpHost === '::' ? '127.0.0.1' : httpHost
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`
-  log.info('conclave listening', { url, udpPort: media.udpPort, announcedAddress })
+  log.info('conclave listening', { url, udpPort: media.udpPort, announcedAddress, nodeId, store: redisUrl ? 'redis' : 'memory' })
 
   let closing: Promise<void> | undefined
   return {
@@ -96,6 +165,9 @@ export async function createServer({
     udpPort: media.udpPort,
     media,
     rooms,
+    meeting: meetingService,
+    store,
+    nodeId,
     close: () => {
       closing ??= (async () => {
         for (const client of wss.clients) client.terminate()
@@ -103,7 +175,11 @@ export async function createServer({
           http.close(() => resolve())
           http.closeAllConnections()
         })
+        await meetingService.close()
         await rooms.close()
+        await bus.close()
+        await store.close()
+        redis?.disconnect()
         if (givenMedia === undefined) await media.close()
       })()
       return closing

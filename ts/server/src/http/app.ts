@@ -1,29 +1,39 @@
-// The HTTP surface as one Hono app: WHIP, WHEP, the signaling WebSocket route and the client pages.
+// The HTTP surface as one Hono app: WHIP, WHEP, the REST API (/v1), the signaling WebSocket route,
+// health checks and the client pages.
 
 import { Hono } from 'hono'
 import { cors } from 'hono/cors'
 import type { UpgradeWebSocket } from 'hono/ws'
 import { AppError, toAppError } from '../app-error.js'
-import { type Authenticator, bearerToken, type Grant } from '../auth/authenticator.js'
+import { type Auth, type Principal, bearerToken } from '../auth/authenticator.js'
 import type { Logger } from '../log.js'
+import type { MeetingService } from '../rooms/meeting-service.js'
 import type { RoomService } from '../rooms/room-service.js'
+import type { RoomStore } from '../state/room-store.js'
 import { SignalingSession } from '../signaling/signaling-session.js'
 import { errorResponse, handleError } from './errors.js'
+import { type Readiness, createRestApi } from './rest-api.js'
 import { createSessionRoutes } from './session-routes.js'
 import type { StaticAssets } from './static-assets.js'
 
 export interface AppOptions {
   rooms: RoomService
-  auth: Authenticator
+  meeting: MeetingService
+  store: RoomStore
+  auth: Auth
+  /** Guards the REST API; without one the API is open in dev mode and closed otherwise. */
+  apiKey?: string | undefined
+  /** What /readyz checks. */
+  readiness?: Readiness
   log: Logger
   assets: StaticAssets
   /** The runtime's WebSocket upgrade; without it `/ws` answers 426. */
   upgradeWebSocket?: UpgradeWebSocket
 }
 
-type Env = { Variables: { grant: Grant } }
+type Env = { Variables: { principal: Principal } }
 
-export function createApp({ rooms, auth, log, assets, upgradeWebSocket }: AppOptions): Hono<Env> {
+export function createApp({ rooms, meeting, store, auth, apiKey, readiness, log, assets, upgradeWebSocket }: AppOptions): Hono<Env> {
   const app = new Hono<Env>()
   app.onError(handleError(log))
 
@@ -38,10 +48,12 @@ export function createApp({ rooms, auth, log, assets, upgradeWebSocket }: AppOpt
   })
   for (const kind of ['whip', 'whep'] as const) {
     app.use(`/${kind}/*`, sessionCors)
-    app.route(`/${kind}`, createSessionRoutes({ kind, rooms, auth }))
+    app.route(`/${kind}`, createSessionRoutes({ kind, rooms, auth: auth.authenticator, store }))
   }
 
-  app.get('/healthz', (c) => c.json({ ok: true }))
+  const rest = createRestApi({ meeting, auth, apiKey, log, ...(readiness ? { readiness } : {}) })
+  app.route('/v1', rest.api)
+  app.route('/', rest.health)
 
   // Browsers cannot set headers on a WebSocket, so the token may also come as ?token=. Checked
   // before the upgrade: a bad token gets a 401 and never a socket.
@@ -50,7 +62,12 @@ export function createApp({ rooms, auth, log, assets, upgradeWebSocket }: AppOpt
     async (c, next) => {
       try {
         const token = bearerToken(c.req.header('authorization')) ?? c.req.query('token')
-        c.set('grant', await auth.authenticate(token))
+        const principal = await auth.authenticator.authenticate(token)
+        // A removed identity is refused here too, before it ever gets a socket.
+        if (principal.room !== undefined && (await store.isRemoved(principal.room, principal.identity))) {
+          throw new AppError('participant_removed', 'you were removed from this room')
+        }
+        c.set('principal', principal)
       } catch (error) {
         return errorResponse(c, toAppError(error))
       }
@@ -65,8 +82,9 @@ export function createApp({ rooms, auth, log, assets, upgradeWebSocket }: AppOpt
           return {
             onOpen: (_event, ws) => {
               session = new SignalingSession({
+                meeting,
                 rooms,
-                grant: c.get('grant'),
+                principal: c.get('principal'),
                 log,
                 channel: { send: (text) => ws.send(text), close: (code, reason) => ws.close(code, reason) },
               })

@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { SignJWT } from 'jose'
 import { ErrorBody } from '@conclave/protocol'
 import { ENGINE_FLAVORS, quietLog } from '../../test/support/media-engines.js'
 import { GARBAGE_SDP, PUBLISH_OFFER, VIEW_OFFER } from '../../test/support/sdp-fixtures.js'
-import { JwtAuthenticator, OpenAuthenticator } from '../auth/authenticator.js'
+import { accessToken, createControlPlane } from '../../test/support/control-plane.js'
 import type { MediaEngine } from '../media/media-engine.js'
-import { RoomService } from '../rooms/room-service.js'
-import { createApp } from './app.js'
 
 const secret = 'a-test-secret-of-some-length-1234'
 
@@ -19,24 +16,24 @@ async function errorOf(response: Response): Promise<ErrorBody> {
   return ErrorBody.parse(await response.json())
 }
 
-function token(room: string) {
-  return new SignJWT({ room }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(secret))
+function token(room: string, grants: Record<string, boolean> = {}) {
+  return accessToken(secret, { room, grants })
 }
 
 for (const flavor of ENGINE_FLAVORS) {
   describe(`WHIP and WHEP over HTTP (${flavor.name})`, { skip: flavor.skip }, () => {
     let media: MediaEngine
-    let rooms: RoomService
-    let app: ReturnType<typeof createApp>
+    let plane: ReturnType<typeof createControlPlane>
+    let app: ReturnType<typeof createControlPlane>['app']
 
     before(async () => {
       media = await flavor.create()
-      rooms = new RoomService({ media, log: quietLog })
-      app = createApp({ rooms, auth: new OpenAuthenticator(quietLog), log: quietLog, assets: new Map() })
+      plane = createControlPlane(media)
+      app = plane.app
     })
 
     after(async () => {
-      await rooms.close()
+      await plane.close()
       await media.close()
     })
 
@@ -106,7 +103,7 @@ for (const flavor of ENGINE_FLAVORS) {
 
       assert.equal((await app.request(location, { method: 'DELETE' })).status, 200)
       assert.equal((await media.stats()).peers, 0)
-      assert.equal(rooms.room('r2' as never), undefined, 'the empty room is gone')
+      assert.equal(plane.rooms.room('r2' as never), undefined, 'the empty room is gone')
       assert.equal((await app.request(location, { method: 'DELETE' })).status, 404)
     })
 
@@ -130,17 +127,17 @@ for (const flavor of ENGINE_FLAVORS) {
 
   describe(`WHIP with JWT authentication (${flavor.name})`, { skip: flavor.skip }, () => {
     let media: MediaEngine
-    let rooms: RoomService
-    let app: ReturnType<typeof createApp>
+    let plane: ReturnType<typeof createControlPlane>
+    let app: ReturnType<typeof createControlPlane>['app']
 
     before(async () => {
       media = await flavor.create()
-      rooms = new RoomService({ media, log: quietLog })
-      app = createApp({ rooms, auth: new JwtAuthenticator(secret), log: quietLog, assets: new Map() })
+      plane = createControlPlane(media, { jwtSecret: secret })
+      app = plane.app
     })
 
     after(async () => {
-      await rooms.close()
+      await plane.close()
       await media.close()
     })
 
@@ -163,6 +160,14 @@ for (const flavor of ENGINE_FLAVORS) {
       const location = response.headers.get('location') ?? ''
       assert.equal((await app.request(location, { method: 'DELETE' })).status, 401)
       assert.equal((await app.request(location, { method: 'DELETE', headers: { Authorization: bearer } })).status, 200)
+    })
+
+    test('a token without canPublish may not publish, one without canSubscribe may not play', async () => {
+      const publish = await app.request('/whip/r1', sdpPost(PUBLISH_OFFER, { Authorization: `Bearer ${await token('r1', { canPublish: false })}` }))
+      assert.equal(publish.status, 403)
+      const play = await app.request('/whep/r1', sdpPost(VIEW_OFFER, { Authorization: `Bearer ${await token('r1', { canSubscribe: false })}` }))
+      assert.equal(play.status, 403)
+      assert.equal((await errorOf(play)).code, 'forbidden')
     })
   })
 }

@@ -5,19 +5,31 @@ import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { RoomId } from '@conclave/protocol'
 import { AppError } from '../app-error.js'
-import { type Authenticator, authorizeRoom, bearerToken, type Grant } from '../auth/authenticator.js'
+import { type Authenticator, authorizeRoom, bearerToken, type Principal } from '../auth/authenticator.js'
 import type { RoomService } from '../rooms/room-service.js'
+import type { RoomStore } from '../state/room-store.js'
 
 export interface SessionRoutesOptions {
   kind: 'whip' | 'whep'
   rooms: RoomService
   auth: Authenticator
+  /** Where removed identities are recorded. */
+  store?: RoomStore
   /** Largest accepted offer. Default 64 KiB. */
   maxOfferBytes?: number
 }
 
-export function createSessionRoutes({ kind, rooms, auth, maxOfferBytes = 64 * 1024 }: SessionRoutesOptions): Hono {
+export function createSessionRoutes({ kind, rooms, auth, store, maxOfferBytes = 64 * 1024 }: SessionRoutesOptions): Hono {
   const routes = new Hono()
+
+  /** WHIP needs canPublish, WHEP canSubscribe; a removed identity gets neither. */
+  async function admit(principal: Principal, room: RoomId): Promise<void> {
+    const allowed = kind === 'whip' ? principal.grants.canPublish : principal.grants.canSubscribe
+    if (!allowed) throw new AppError('forbidden', `your grants do not allow ${kind === 'whip' ? 'publishing' : 'playing'}`)
+    if (store !== undefined && (await store.isRemoved(room, principal.identity))) {
+      throw new AppError('participant_removed', 'you were removed from this room')
+    }
+  }
 
   routes.post(
     '/:room',
@@ -28,8 +40,9 @@ export function createSessionRoutes({ kind, rooms, auth, maxOfferBytes = 64 * 10
       },
     }),
     async (c) => {
-      const grant = await auth.authenticate(bearerToken(c.req.header('authorization')))
-      const room = roomOf(c.req.param('room'), grant)
+      const principal = await auth.authenticate(bearerToken(c.req.header('authorization')))
+      const room = roomOf(c.req.param('room'), principal)
+      await admit(principal, room)
       if (mediaType(c.req.header('content-type')) !== 'application/sdp') {
         throw new AppError('unsupported_media_type', 'the offer must be sent as Content-Type: application/sdp')
       }
@@ -46,8 +59,8 @@ export function createSessionRoutes({ kind, rooms, auth, maxOfferBytes = 64 * 10
   )
 
   routes.delete('/:room/:resource', async (c) => {
-    const grant = await auth.authenticate(bearerToken(c.req.header('authorization')))
-    const room = roomOf(c.req.param('room'), grant)
+    const principal = await auth.authenticate(bearerToken(c.req.header('authorization')))
+    const room = roomOf(c.req.param('room'), principal)
     const participant = rooms.findSession(kind, room, c.req.param('resource'))
     if (participant === undefined) throw new AppError('resource_not_found', `no ${kind.toUpperCase()} session at this URL`)
     await rooms.leave(participant, 'deleted')
@@ -67,10 +80,10 @@ function methodNotAllowed(method: string, allow: string): Response {
   return new Response(body, { status: 405, headers: { Allow: allow, 'Content-Type': 'application/json' } })
 }
 
-function roomOf(raw: string, grant: Grant): RoomId {
+function roomOf(raw: string, principal: Principal): RoomId {
   const room = RoomId.safeParse(raw)
   if (!room.success) throw new AppError('bad_request', room.error.issues[0]?.message ?? 'invalid room')
-  authorizeRoom(grant, room.data)
+  authorizeRoom(principal, room.data)
   return room.data
 }
 

@@ -4,6 +4,7 @@ import { AppError } from '../app-error.js'
 import type { MediaKind } from '@conclave/protocol'
 import type {
   EngineTrackId,
+  LayerPreference,
   MediaEngine,
   MediaEvent,
   MediaEventListener,
@@ -118,6 +119,15 @@ export class FakeMediaEngine implements MediaEngine {
     if (!this.#tracks.has(trackId)) throw new AppError('track_not_found', `track-${trackId} does not exist`)
   }
 
+  async setLayerPreference(peerId: PeerId, trackId: EngineTrackId, preference: LayerPreference): Promise<void> {
+    this.#record('setLayerPreference', peerId, trackId, preference)
+    const peer = this.#peer(peerId)
+    if (![...peer.slots.values()].some((slot) => slot.track === trackId)) {
+      throw new AppError('not_subscribed', `peer-${peerId} does not receive track-${trackId}`)
+    }
+    // One layer per track here: nothing to switch, so no layer-switched event.
+  }
+
   async peerStats(peerId: PeerId): Promise<PeerStats> {
     const peer = this.#peer(peerId)
     const subscriptions = [...peer.slots.values()].filter((slot) => slot.track !== undefined).length
@@ -133,6 +143,7 @@ export class FakeMediaEngine implements MediaEngine {
       keyframeRequestsSent: 0,
       publishedTracks: peer.published.size,
       subscriptions,
+      availableOutgoingBitrateBps: 0,
     }
   }
 

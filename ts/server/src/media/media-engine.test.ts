@@ -83,6 +83,19 @@ for (const flavor of ENGINE_FLAVORS) {
       assert.equal((await media.subscribe(viewer, second.video)).mid, '1', 'a freed m-line takes another track')
     })
 
+    test('a layer preference applies to a track the peer receives, and only to one', async () => {
+      const { video } = await publish()
+      const viewer = await media.createPeer()
+      await media.applyOffer(viewer, VIEW_OFFER)
+      await assert.rejects(media.setLayerPreference(viewer, video, { maxHeight: 180 }), withCode('not_subscribed'))
+      await assert.rejects(media.setLayerPreference(999 as PeerId, video, { maxHeight: 180 }), withCode('peer_not_found'))
+      await media.subscribe(viewer, video)
+      await media.setLayerPreference(viewer, video, { maxHeight: 180 })
+      await media.setLayerPreference(viewer, video, { maxSpatialLayer: 0 })
+      await media.setLayerPreference(viewer, video, {})
+      assert.ok(!events.some((event) => event.type === 'layer-switched'), 'a track of one layer never switches')
+    })
+
     test('misuse is an error with a stable code', async () => {
       await assert.rejects(media.applyOffer(999 as PeerId, PUBLISH_OFFER), withCode('peer_not_found'))
       await assert.rejects(media.closePeer(999 as PeerId), withCode('peer_not_found'))

@@ -18,6 +18,11 @@ export type MediaEvent =
   | { type: 'track-published'; peerId: PeerId; trackId: EngineTrackId; kind: MediaKind; mid: string; streamId: string }
   | { type: 'track-ended'; peerId: PeerId; trackId: EngineTrackId }
   | { type: 'keyframe-requested'; trackId: EngineTrackId; by: PeerId | undefined }
+  /**
+   * The layer `peerId` should receive of a simulcast track changed; it takes over at its next
+   * keyframe. `layer` indexes the track's encodings in the order the publisher's offer lists them.
+   */
+  | { type: 'layer-switched'; peerId: PeerId; trackId: EngineTrackId; layer: number }
   /** The engine was rebuilt after a fault: every peer is gone (`peer-disconnected` follows for each). */
   | { type: 'worker-restarted'; reason: string }
 
@@ -27,6 +32,14 @@ export type MediaEventListener = (events: readonly MediaEvent[]) => void
 export interface MediaSubscription {
   mid: string
   ssrc: number
+}
+
+/** What a subscriber wants of a simulcast track. An absent field lifts that limit. */
+export interface LayerPreference {
+  /** The highest spatial layer to receive, 0 being the lowest quality. */
+  maxSpatialLayer?: number
+  /** The tallest picture worth receiving, in pixels; the engine falls back to the lowest layer when none is that small. */
+  maxHeight?: number
 }
 
 export interface PeerStats {
@@ -41,6 +54,8 @@ export interface PeerStats {
   keyframeRequestsSent: number
   publishedTracks: number
   subscriptions: number
+  /** The engine's bandwidth estimate towards the peer, in bit/s; 0 before any congestion feedback. */
+  availableOutgoingBitrateBps: number
 }
 
 /** Engine-wide counters; `dropped*` count bad datagrams that were discarded. */
@@ -80,6 +95,11 @@ export interface MediaEngine {
   subscribe(peerId: PeerId, trackId: EngineTrackId): Promise<MediaSubscription>
   unsubscribe(peerId: PeerId, trackId: EngineTrackId): Promise<void>
   requestKeyframe(trackId: EngineTrackId): Promise<void>
+  /**
+   * Limits what `peerId` receives of `trackId` (a track it is subscribed to); replaces the previous
+   * preference. Without simulcast there is one layer and nothing changes. Rejects with `not_subscribed`.
+   */
+  setLayerPreference(peerId: PeerId, trackId: EngineTrackId, preference: LayerPreference): Promise<void>
   peerStats(peerId: PeerId): Promise<PeerStats>
   stats(): Promise<MediaStats>
   /** Adds a listener for event batches; returns the function that removes it. */

@@ -4,6 +4,7 @@ import { AppError, toAppError } from '../app-error.js'
 import type { Logger } from '../log.js'
 import type {
   EngineTrackId,
+  LayerPreference,
   MediaEngine,
   MediaEvent,
   MediaEventListener,
@@ -92,6 +93,10 @@ class NativeMediaEngine implements MediaEngine {
     return call(this.#worker.requestKeyframe(trackId))
   }
 
+  setLayerPreference(peerId: PeerId, trackId: EngineTrackId, preference: LayerPreference): Promise<void> {
+    return call(this.#worker.setLayerPreference(peerId, trackId, preference))
+  }
+
   async peerStats(peerId: PeerId): Promise<PeerStats> {
     const stats = await call(this.#worker.peerStats(peerId))
     return { ...stats, peerId: stats.peerId as PeerId }
@@ -159,6 +164,9 @@ function fromAddonEvent(event: AddonEvent): MediaEvent | undefined {
       return peerId === undefined || trackId === undefined ? undefined : { type: 'track-ended', peerId, trackId }
     case 'keyframe-requested':
       return trackId === undefined ? undefined : { type: 'keyframe-requested', trackId, by: (event.by ?? undefined) as PeerId | undefined }
+    case 'layer-switched':
+      if (peerId === undefined || trackId === undefined || event.layer === undefined || event.layer === null) return undefined
+      return { type: 'layer-switched', peerId, trackId, layer: event.layer }
     case 'worker-restarted':
       return { type: 'worker-restarted', reason: event.reason ?? 'unknown' }
     default:

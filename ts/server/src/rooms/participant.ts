@@ -1,7 +1,7 @@
 // A participant of a room and the tracks it publishes; bookkeeping only, no media calls.
 
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { MediaKind, ParticipantId, ParticipantInfo, ServerEvent, TrackId, TrackInfo } from '@conclave/protocol'
+import type { MediaKind, ParticipantId, ParticipantInfo, ServerEvent, TrackId, TrackInfo, TrackSource } from '@conclave/protocol'
 import type { EngineTrackId, PeerId } from '../media/media-engine.js'
 import type { Room } from './room.js'
 import { SerialQueue } from './serial-queue.js'
@@ -22,10 +22,18 @@ export class PublishedTrack {
     readonly id: TrackId,
     readonly kind: MediaKind,
     readonly owner: Participant,
+    /** What the publisher said it is; undefined for WHIP. */
+    readonly source: TrackSource | undefined = undefined,
   ) {}
 
+  /** A host or cohost muted it: no one is subscribed and no one will be. */
+  muted = false
+
   info(): TrackInfo {
-    return { trackId: this.id, participantId: this.owner.id, kind: this.kind }
+    const info: TrackInfo = { trackId: this.id, participantId: this.owner.id, kind: this.kind }
+    if (this.source !== undefined) info.source = this.source
+    if (this.muted) info.muted = true
+    return info
   }
 }
 
@@ -35,8 +43,12 @@ export interface ReceivedTrack {
   mid: string
 }
 
+/** A new participant id: unguessable, URL-safe. */
+export function newParticipantId(): ParticipantId {
+  return `p-${randomBytes(9).toString('base64url')}` as ParticipantId
+}
+
 export class Participant {
-  readonly id = `p-${randomBytes(9).toString('base64url')}` as ParticipantId
   /** The unguessable name of a WHIP/WHEP session in its resource URL; never sent to others. */
   readonly resourceId = randomUUID()
   /** Set by the first offer. */
@@ -50,12 +62,17 @@ export class Participant {
   readonly queue = new SerialQueue()
   /** Settles once the peer is closed, after the participant left. */
   closed: Promise<void> | undefined
+  /** False while its grants do not allow receiving: no track is subscribed for it. */
+  canSubscribe = true
+  /** What the participant's sending m-lines carry, by mid, as its offers said. */
+  readonly sources = new Map<string, TrackSource>()
 
   constructor(
     readonly room: Room,
     readonly kind: ParticipantKind,
     readonly name: string,
     readonly sink: ParticipantSink | undefined,
+    readonly id: ParticipantId = newParticipantId(),
   ) {}
 
   info(): ParticipantInfo {

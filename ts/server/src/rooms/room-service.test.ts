@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { beforeEach, describe, test } from 'node:test'
-import type { RoomId, ServerEvent } from '@conclave/protocol'
+import type { RoomId, ServerEvent, TrackId } from '@conclave/protocol'
 import { eventually } from '../../test/support/eventually.js'
 import { quietLog } from '../../test/support/media-engines.js'
 import { PUBLISH_OFFER, VIEW_OFFER } from '../../test/support/sdp-fixtures.js'
@@ -81,6 +81,27 @@ describe('RoomService', () => {
     await eventually('Bob publishes', () => rooms.room(room)?.tracks.size === 2)
     assert.deepEqual((await rooms.negotiate(a, memberOffer(0))).subscriptions, [])
     assert.equal((await rooms.negotiate(a, memberOffer(1))).subscriptions.length, 2)
+  })
+
+  test('a preferred size becomes a height limit on the received track; other tracks are refused', async () => {
+    const a = rooms.join(room, 'Ada', recorder()).participant
+    await rooms.negotiate(a, memberOffer(0))
+    await eventually('Ada publishes', () => rooms.room(room)?.tracks.size === 2)
+    const c = rooms.join(room, 'Cy', recorder()).participant
+    await rooms.negotiate(c, memberOffer(0))
+    await eventually('Cy publishes', () => rooms.room(room)?.tracks.size === 4)
+    const b = rooms.join(room, 'Bob', recorder()).participant
+    const { subscriptions } = await rooms.negotiate(b, memberOffer(1))
+    const video = subscriptions.find((subscription) => subscription.kind === 'video')
+    assert.ok(video !== undefined)
+    await rooms.setPreferredSize(b, video.trackId, 160, 90)
+    const tracks = [...(rooms.room(room)?.tracks.values() ?? [])]
+    const received = tracks.find((track) => track.id === video.trackId)
+    assert.deepEqual(media.calls.at(-1), ['setLayerPreference', b.peerId, received?.engineId, { maxHeight: 90 }])
+    const notReceived = tracks.find((track) => track.kind === 'video' && track.owner.id !== video.participantId)
+    assert.ok(notReceived !== undefined)
+    await assert.rejects(rooms.setPreferredSize(b, notReceived.id, 160, 90), (error) => error instanceof AppError && error.code === 'not_subscribed')
+    await assert.rejects(rooms.setPreferredSize(b, 'track-404' as TrackId, 160, 90), (error) => error instanceof AppError && error.code === 'track_not_found')
   })
 
   test('negotiations of one participant run one at a time, in order', async () => {

@@ -2,7 +2,7 @@
 // published tracks. Edges (signaling, WHIP/WHEP) call it; it calls the media engine and hears back
 // only through engine events.
 
-import type { RoomId, SubscriptionInfo, TrackId } from '@conclave/protocol'
+import type { MediaKind, ParticipantId, RoomId, SubscriptionInfo, TrackId, TrackSource } from '@conclave/protocol'
 import { AppError, hasCode } from '../app-error.js'
 import { type Logger, redactAddress } from '../log.js'
 import type { MediaEngine, MediaEvent, PeerId } from '../media/media-engine.js'
@@ -12,6 +12,18 @@ import { Room } from './room.js'
 export interface RoomServiceOptions {
   media: MediaEngine
   log: Logger
+  /** Told when a track of the room starts or ends (the meeting keeps its records from this). */
+  onTrackChange?: (track: PublishedTrack, change: 'published' | 'ended') => void
+}
+
+export interface JoinOptions {
+  /** Use this id (the meeting's record id) instead of a new one. */
+  id?: ParticipantId
+  /**
+   * Tell the room's members that it joined and, later, left. Default true; false when the caller
+   * announces participants itself (the meeting does, across nodes).
+   */
+  announce?: boolean
 }
 
 export interface Negotiated {
@@ -34,18 +46,21 @@ export class RoomService {
   readonly #bySession = new Map<string, Participant>()
   readonly #stopListening: () => void
 
-  constructor({ media, log }: RoomServiceOptions) {
+  readonly #onTrackChange: RoomServiceOptions['onTrackChange']
+
+  constructor({ media, log, onTrackChange }: RoomServiceOptions) {
     this.#media = media
     this.#log = log
+    this.#onTrackChange = onTrackChange
     this.#stopListening = media.onEvents((events) => {
       for (const event of events) this.#handleMediaEvent(event)
     })
   }
 
   /** A member joins over signaling; it is announced at once and negotiates with `negotiate`. */
-  join(roomId: RoomId, name: string, sink: ParticipantSink) {
-    const participant = this.#admit(roomId, 'member', name, sink)
-    this.#announce(participant)
+  join(roomId: RoomId, name: string, sink: ParticipantSink, { id, announce = true }: JoinOptions = {}) {
+    const participant = this.#admit(roomId, 'member', name, sink, id)
+    if (announce) this.#announce(participant)
     this.#log.info('participant joined', { roomId, participantId: participant.id, kind: 'member' })
     return { participant, ...participant.room.snapshotFor(participant) }
   }
@@ -59,6 +74,29 @@ export class RoomService {
       const answer = await this.#applyOffer(participant, sdp)
       await this.#fillSlots(participant)
       return { sdp: answer, subscriptions: subscriptionsOf(participant) }
+    })
+  }
+
+  /**
+   * A member draws the remote video `trackId` at `width` x `height` device pixels: it is sent the
+   * simulcast layer that fits that height. Serialized per participant, after any negotiation.
+   * Rejects with `track_not_found` (no such track in the room) or `not_subscribed` (not received).
+   */
+  setPreferredSize(participant: Participant, trackId: TrackId, width: number, height: number): Promise<void> {
+    return participant.queue.run(async () => {
+      assertActive(participant)
+      const received = [...participant.received.values()].find(({ track }) => track.id === trackId)
+      if (received === undefined) {
+        const exists = [...participant.room.tracks.values()].some((track) => track.id === trackId)
+        if (!exists) throw new AppError('track_not_found', `${trackId} is not a track of this room`)
+        throw new AppError('not_subscribed', `${trackId} is not received by this participant`)
+      }
+      const peerId = participant.peerId
+      if (peerId === undefined) throw new AppError('invalid_state', 'send an offer first')
+      // Height decides: the engine's layers are described by their height, and a landscape
+      // picture drawn narrower than its box is still as tall as the box.
+      await this.#media.setLayerPreference(peerId, received.track.engineId, { maxHeight: height })
+      this.#log.debug('preferred size set', { participantId: participant.id, trackId, width, height })
     })
   }
 
@@ -154,13 +192,59 @@ export class RoomService {
     await Promise.all(everyone.map((participant) => this.leave(participant, 'server_closing')))
   }
 
-  #admit(roomId: RoomId, kind: ParticipantKind, name: string, sink: ParticipantSink | undefined): Participant {
+  /**
+   * Stops forwarding `track` to anyone, now and later; its receivers' m-lines are freed. Nothing is
+   * said to the members: the caller tells them. False when the room has no such track.
+   */
+  muteTrack(roomId: RoomId, trackId: TrackId): boolean {
+    const track = [...(this.#rooms.get(roomId)?.tracks.values() ?? [])].find((candidate) => candidate.id === trackId)
+    if (track === undefined) return false
+    if (track.muted) return true
+    track.muted = true
+    this.#dropReceivers(track)
+    this.#log.info('track muted', { roomId, trackId, participantId: track.owner.id })
+    return true
+  }
+
+  /**
+   * Lets a muted track be forwarded again: members get it on their next offer, WHEP viewers at once.
+   * False when the room has no such track.
+   */
+  unmuteTrack(roomId: RoomId, trackId: TrackId): boolean {
+    const room = this.#rooms.get(roomId)
+    const track = [...(room?.tracks.values() ?? [])].find((candidate) => candidate.id === trackId)
+    if (room === undefined || track === undefined) return false
+    track.muted = false
+    for (const viewer of room.participants.values()) {
+      if (viewer.kind !== 'whep') continue
+      viewer.queue
+        .run(() => this.#fillSlots(viewer))
+        .catch((error: unknown) => this.#log.warn('subscribing a viewer failed', { participantId: viewer.id, err: error }))
+    }
+    this.#log.info('track unmuted', { roomId, trackId, participantId: track.owner.id })
+    return true
+  }
+
+  /** Whether `participant` may receive tracks; when it may not, everything it receives stops. */
+  setCanSubscribe(participant: Participant, canSubscribe: boolean): Promise<void> {
+    participant.canSubscribe = canSubscribe
+    if (canSubscribe) return Promise.resolve()
+    return participant.queue.run(async () => {
+      const peerId = participant.peerId
+      const received = [...participant.received.values()]
+      participant.received.clear()
+      if (peerId === undefined) return
+      for (const { track } of received) await this.#unsubscribe(peerId, track)
+    })
+  }
+
+  #admit(roomId: RoomId, kind: ParticipantKind, name: string, sink: ParticipantSink | undefined, id?: ParticipantId): Participant {
     let room = this.#rooms.get(roomId)
     if (room === undefined) {
       room = new Room(roomId)
       this.#rooms.set(roomId, room)
     }
-    const participant = new Participant(room, kind, name, sink)
+    const participant = new Participant(room, kind, name, sink, id)
     room.participants.set(participant.id, participant)
     if (kind !== 'member') this.#bySession.set(participant.resourceId, participant)
     return participant
@@ -193,11 +277,11 @@ export class RoomService {
    */
   async #fillSlots(participant: Participant): Promise<void> {
     const peerId = participant.peerId
-    if (peerId === undefined) return
+    if (peerId === undefined || !participant.canSubscribe) return
     const full = new Set<string>()
     for (const track of [...participant.room.tracks.values()]) {
       if (participant.state !== 'active') return
-      if (track.owner === participant || participant.received.has(track.engineId) || full.has(track.kind)) continue
+      if (track.owner === participant || track.muted || participant.received.has(track.engineId) || full.has(track.kind)) continue
       try {
         const { mid } = await this.#media.subscribe(peerId, track.engineId)
         if (participant.state !== 'active') return
@@ -233,7 +317,14 @@ export class RoomService {
     room.tracks.delete(track.engineId)
     track.owner.published.delete(track.engineId)
     room.broadcast({ type: 'track-ended', trackId: track.id }, track.owner)
-    for (const participant of room.participants.values()) {
+    this.#dropReceivers(track)
+    this.#log.info('track ended', { roomId: room.id, trackId: track.id, participantId: track.owner.id })
+    this.#onTrackChange?.(track, 'ended')
+  }
+
+  /** Unsubscribes every receiver of `track`; a viewer's freed m-line takes another track. */
+  #dropReceivers(track: PublishedTrack): void {
+    for (const participant of track.owner.room.participants.values()) {
       if (participant.received.get(track.engineId)?.track !== track) continue
       participant.received.delete(track.engineId)
       participant.queue
@@ -245,7 +336,6 @@ export class RoomService {
         })
         .catch((error: unknown) => this.#log.warn('unsubscribing failed', { participantId: participant.id, err: error }))
     }
-    this.#log.info('track ended', { roomId: room.id, trackId: track.id, participantId: track.owner.id })
   }
 
   #handleMediaEvent(event: MediaEvent): void {
@@ -257,10 +347,12 @@ export class RoomService {
           return
         }
         const room = owner.room
-        const track = new PublishedTrack(event.trackId, `track-${event.trackId}` as TrackId, event.kind, owner)
+        const source = owner.kind === 'whip' ? undefined : (owner.sources.get(event.mid) ?? defaultSource(event.kind))
+        const track = new PublishedTrack(event.trackId, `track-${event.trackId}` as TrackId, event.kind, owner, source)
         room.tracks.set(track.engineId, track)
         owner.published.add(track.engineId)
         room.broadcast({ type: 'track-published', track: track.info() }, owner)
+        this.#onTrackChange?.(track, 'published')
         this.#log.info('track published', { roomId: room.id, participantId: owner.id, peerId: event.peerId, trackId: track.id, kind: track.kind })
         for (const viewer of room.participants.values()) {
           if (viewer.kind !== 'whep') continue
@@ -294,6 +386,9 @@ export class RoomService {
       case 'keyframe-requested':
         this.#log.debug('keyframe requested', { engineTrackId: event.trackId, by: event.by })
         return
+      case 'layer-switched':
+        this.#log.debug('layer switched', { peerId: event.peerId, engineTrackId: event.trackId, layer: event.layer })
+        return
       case 'worker-restarted':
         this.#log.error('media worker restarted; every peer was lost', { reason: event.reason })
         return
@@ -301,6 +396,10 @@ export class RoomService {
         return assertNever(event)
     }
   }
+}
+
+function defaultSource(kind: MediaKind): TrackSource {
+  return kind === 'audio' ? 'microphone' : 'camera'
 }
 
 function subscriptionsOf(participant: Participant): SubscriptionInfo[] {

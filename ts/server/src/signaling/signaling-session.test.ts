@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict'
 import { beforeEach, describe, test } from 'node:test'
-import { type RoomId, type ServerMessage, ServerMessage as ServerMessageSchema } from '@conclave/protocol'
+import { DEFAULT_GRANTS, PROTOCOL_VERSION, type RoomId, type ServerMessage, ServerMessage as ServerMessageSchema } from '@conclave/protocol'
+import type { Principal } from '../auth/authenticator.js'
+import { createControlPlane } from '../../test/support/control-plane.js'
+import { eventually } from '../../test/support/eventually.js'
 import { quietLog } from '../../test/support/media-engines.js'
 import { FakeMediaEngine } from '../media/fake-media-engine.js'
-import { RoomService } from '../rooms/room-service.js'
-import { SignalingSession } from './signaling-session.js'
+import type { MeetingService } from '../rooms/meeting-service.js'
+import type { RoomService } from '../rooms/room-service.js'
+import { SignalingSession, type SignalingSessionOptions } from './signaling-session.js'
 
 function channel() {
   const sent: ServerMessage[] = []
@@ -17,21 +21,32 @@ function channel() {
   }
 }
 
-const join = (id: string, room = 'daily') => JSON.stringify({ type: 'join', id, protocolVersion: 1, room, name: 'Ada' })
+const join = (id: string, room = 'daily') => JSON.stringify({ type: 'join', id, protocolVersion: PROTOCOL_VERSION, room, name: 'Ada' })
+
+export function principal(overrides: Partial<Principal> = {}): Principal {
+  return { room: undefined, identity: `id-${Math.random()}`, name: undefined, role: 'guest', grants: DEFAULT_GRANTS, expiresAt: undefined, anonymous: true, ...overrides }
+}
 
 describe('SignalingSession', () => {
   let media: FakeMediaEngine
   let rooms: RoomService
+  let meeting: MeetingService
 
   beforeEach(() => {
     media = new FakeMediaEngine()
-    rooms = new RoomService({ media, log: quietLog })
+    ;({ rooms, meeting } = createControlPlane(media))
   })
 
-  function open(grantRoom?: string) {
+  function open(grantRoom?: string, options: Partial<SignalingSessionOptions> = {}) {
     const socket = channel()
-    const grant = { room: grantRoom as RoomId | undefined, subject: undefined }
-    const session = new SignalingSession({ rooms, grant, channel: socket, log: quietLog })
+    const session = new SignalingSession({
+      meeting,
+      rooms,
+      principal: principal({ room: grantRoom as RoomId | undefined }),
+      channel: socket,
+      log: quietLog,
+      ...options,
+    })
     return { socket, session }
   }
 
@@ -92,6 +107,30 @@ describe('SignalingSession', () => {
     assert.equal((await media.stats()).peers, 0)
   })
 
+  test('a preferred size is answered done with its id, or refused for a track not received', async () => {
+    const publisher = open()
+    await publisher.session.handleFrame(join('1'))
+    await publisher.session.handleFrame(JSON.stringify({ type: 'offer', id: '2', sdp: 'v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\n' }))
+    await eventually('the track to be published', () => rooms.room('daily' as RoomId)?.tracks.size === 1)
+    const viewer = open()
+    await viewer.session.handleFrame(join('1'))
+    const size = (id: string, trackId: string) => JSON.stringify({ type: 'set-preferred-size', id, trackId, width: 160, height: 90 })
+    await viewer.session.handleFrame(size('2', 'track-1'))
+    await viewer.session.handleFrame(JSON.stringify({ type: 'offer', id: '3', sdp: 'v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=recvonly\r\n' }))
+    await viewer.session.handleFrame(size('4', 'track-1'))
+    await viewer.session.handleFrame(size('5', 'track-9'))
+    assert.deepEqual(
+      viewer.socket.sent.map((message) => (message.type === 'error' ? [message.id, message.code] : [message.type, 'id' in message ? message.id : undefined])),
+      [
+        ['joined', '1'],
+        ['2', 'not_subscribed'],
+        ['answer', '3'],
+        ['done', '4'],
+        ['5', 'track_not_found'],
+      ],
+    )
+  })
+
   test('a second join on one connection is refused', async () => {
     const { socket, session } = open()
     await session.handleFrame(join('1'))
@@ -107,17 +146,8 @@ describe('SignalingSession', () => {
   })
 
   test('a flood of messages is throttled with rate_limited', async () => {
-    const socket = channel()
     let now = 0
-    const session = new SignalingSession({
-      rooms,
-      grant: { room: undefined, subject: undefined },
-      channel: socket,
-      log: quietLog,
-      burst: 3,
-      messagesPerSecond: 1,
-      now: () => now,
-    })
+    const { socket, session } = open(undefined, { burst: 3, messagesPerSecond: 1, now: () => now })
     for (let i = 0; i < 5; i++) await session.handleFrame(JSON.stringify({ type: 'leave', id: String(i) }))
     const codes = socket.sent.map((message) => (message.type === 'error' ? message.code : message.type))
     assert.deepEqual(codes, ['invalid_state', 'invalid_state', 'invalid_state', 'rate_limited', 'rate_limited'])
@@ -127,11 +157,20 @@ describe('SignalingSession', () => {
     assert.ok(last?.type === 'error' && last.code === 'invalid_state', 'a token came back after a second')
   })
 
+  test('a client that keeps flooding after rate_limited is disconnected', async () => {
+    const { socket, session } = open(undefined, { burst: 2, messagesPerSecond: 1, maxThrottled: 5, now: () => 0 })
+    await session.handleFrame(join('1'))
+    for (let i = 0; i < 10; i++) await session.handleFrame(JSON.stringify({ type: 'raise-hand', id: String(i) }))
+    assert.deepEqual(socket.closed, [{ code: 1008, reason: 'rate limit exceeded' }])
+    assert.equal(socket.sent.filter((message) => message.type === 'error' && message.code === 'rate_limited').length, 5)
+    await eventually('the flooder to have left', () => rooms.roomCount === 0)
+  })
+
   test('closing the socket makes the member leave', async () => {
     const { session } = open()
     await session.handleFrame(join('1'))
     assert.equal(rooms.roomCount, 1)
     await session.handleClose()
-    assert.equal(rooms.roomCount, 0)
+    await eventually('the room to be gone', () => rooms.roomCount === 0)
   })
 })

@@ -6,15 +6,18 @@ import {
   type ErrorCode,
   type JoinRequest,
   type LeaveRequest,
+  MAX_MESSAGE_BYTES,
   type OfferRequest,
+  type ParticipantId,
   PROTOCOL_VERSION,
   type ServerMessage,
+  type SetPreferredSizeRequest,
   parseClientMessage,
 } from '@conclave/protocol'
 import { AppError, toAppError } from '../app-error.js'
-import { type Grant, authorizeRoom } from '../auth/authenticator.js'
+import type { Principal } from '../auth/authenticator.js'
 import type { Logger } from '../log.js'
-import type { Participant } from '../rooms/participant.js'
+import type { Actor, MeetingService } from '../rooms/meeting-service.js'
 import type { RoomService } from '../rooms/room-service.js'
 import { RateLimiter } from './rate-limiter.js'
 
@@ -25,41 +28,63 @@ export interface SignalingChannel {
 }
 
 export interface SignalingSessionOptions {
+  meeting: MeetingService
   rooms: RoomService
-  grant: Grant
+  principal: Principal
   channel: SignalingChannel
   log: Logger
   /** Messages allowed at once before throttling. Default 40. */
   burst?: number
   /** Sustained messages per second. Default 20. */
   messagesPerSecond?: number
+  /** Frames refused for the rate within 10 s before the socket is closed. Default 200. */
+  maxThrottled?: number
   now?: () => number
 }
 
-/** WebSocket close code sent when the server ends a participation (e.g. its media transport died). */
-export const CLOSE_MEDIA_LOST = 4001
+/** WebSocket close code for a client that kept flooding after being told (RFC 6455 policy violation). */
+export const CLOSE_POLICY_VIOLATION = 1008
+
+const THROTTLE_WINDOW_MS = 10_000
 
 export class SignalingSession {
+  readonly #meeting: MeetingService
   readonly #rooms: RoomService
-  readonly #grant: Grant
+  readonly #principal: Principal
   readonly #channel: SignalingChannel
   readonly #log: Logger
   readonly #limiter: RateLimiter
+  readonly #maxThrottled: number
   readonly #now: () => number
-  #participant: Participant | undefined
+  #participantId: ParticipantId | undefined
+  /** Frames refused for the rate since `#throttledSince`. */
+  #throttled = 0
+  #throttledSince = 0
   #closed = false
 
-  constructor({ rooms, grant, channel, log, burst = 40, messagesPerSecond = 20, now = Date.now }: SignalingSessionOptions) {
+  constructor({
+    meeting,
+    rooms,
+    principal,
+    channel,
+    log,
+    burst = 40,
+    messagesPerSecond = 20,
+    maxThrottled = 200,
+    now = Date.now,
+  }: SignalingSessionOptions) {
+    this.#meeting = meeting
     this.#rooms = rooms
-    this.#grant = grant
+    this.#principal = principal
     this.#channel = channel
     this.#log = log
     this.#now = now
+    this.#maxThrottled = maxThrottled
     this.#limiter = new RateLimiter(burst, messagesPerSecond, now())
   }
 
-  get participant(): Participant | undefined {
-    return this.#participant
+  get participantId(): ParticipantId | undefined {
+    return this.#participantId
   }
 
   /** Handles one frame. Never throws; every failure becomes an `error` reply. */
@@ -67,6 +92,10 @@ export class SignalingSession {
     if (this.#closed) return
     if (typeof data !== 'string') {
       this.#send({ type: 'error', code: 'invalid_message', message: 'binary frames are not part of the protocol' })
+      return
+    }
+    if (data.length > MAX_MESSAGE_BYTES / 4 && Buffer.byteLength(data) > MAX_MESSAGE_BYTES) {
+      this.#send({ type: 'error', code: 'payload_too_large', message: `a message may have at most ${MAX_MESSAGE_BYTES} bytes` })
       return
     }
     const parsed = parseClientMessage(data)
@@ -77,6 +106,16 @@ export class SignalingSession {
     const message = parsed.message
     if (!this.#limiter.take(this.#now())) {
       this.#replyError(message.id, 'rate_limited', 'too many messages; slow down')
+      const now = this.#now()
+      if (now - this.#throttledSince > THROTTLE_WINDOW_MS) {
+        this.#throttledSince = now
+        this.#throttled = 0
+      }
+      if (++this.#throttled >= this.#maxThrottled) {
+        this.#log.warn('closing a signaling socket that keeps flooding', { participantId: this.#participantId })
+        this.#channel.close(CLOSE_POLICY_VIOLATION, 'rate limit exceeded')
+        await this.handleClose()
+      }
       return
     }
     try {
@@ -91,9 +130,9 @@ export class SignalingSession {
   /** The socket closed: whoever joined through it leaves. */
   handleClose(): Promise<void> {
     this.#closed = true
-    const participant = this.#participant
-    this.#participant = undefined
-    return participant === undefined ? Promise.resolve() : this.#rooms.leave(participant, 'signaling_closed')
+    const participantId = this.#participantId
+    this.#participantId = undefined
+    return participantId === undefined ? Promise.resolve() : this.#meeting.leave(participantId, 'signaling_closed')
   }
 
   #dispatch(message: ClientMessage): Promise<void> {
@@ -104,48 +143,93 @@ export class SignalingSession {
         return this.#offer(message)
       case 'leave':
         return this.#leave(message)
+      case 'set-preferred-size':
+        return this.#setPreferredSize(message)
+      case 'chat':
+        return this.#done(message.id, (id) => this.#meeting.chat(id, message.text, message.to))
+      case 'raise-hand':
+        return this.#done(message.id, (id, actor) => this.#meeting.setHand(actor, this.#roomId(id), id, true))
+      case 'lower-hand':
+        return this.#done(message.id, (id, actor) => this.#meeting.setHand(actor, this.#roomId(id), message.participantId ?? id, false))
+      case 'admit':
+        return this.#done(message.id, (id, actor) => this.#meeting.admit(actor, this.#roomId(id), [message.participantId]))
+      case 'admit-all':
+        return this.#done(message.id, (id, actor) => this.#meeting.admit(actor, this.#roomId(id)))
+      case 'deny':
+        return this.#done(message.id, (id, actor) => this.#meeting.deny(actor, this.#roomId(id), [message.participantId]))
+      case 'deny-all':
+        return this.#done(message.id, (id, actor) => this.#meeting.deny(actor, this.#roomId(id)))
+      case 'mute-track':
+        return this.#done(message.id, (id, actor) => this.#meeting.muteTrack(actor, this.#roomId(id), message.trackId))
+      case 'unmute-track':
+        return this.#done(message.id, (id) => this.#meeting.unmuteTrack(id, message.trackId))
+      case 'remove-participant':
+        return this.#done(message.id, (id, actor) => this.#meeting.remove(actor, this.#roomId(id), message.participantId))
+      case 'set-role':
+        return this.#done(message.id, (id, actor) => this.#meeting.updatePermissions(actor, this.#roomId(id), message.participantId, { role: message.role }))
+      case 'lock-room':
+        return this.#done(message.id, (id, actor) => this.#meeting.setLocked(actor, this.#roomId(id), true))
+      case 'unlock-room':
+        return this.#done(message.id, (id, actor) => this.#meeting.setLocked(actor, this.#roomId(id), false))
       default:
         return assertNever(message)
     }
   }
 
   async #join({ id, room, name }: JoinRequest): Promise<void> {
-    if (this.#participant !== undefined) throw new AppError('invalid_state', 'this connection already joined a room')
-    authorizeRoom(this.#grant, room)
-    const joined = this.#rooms.join(room, name, {
+    if (this.#participantId !== undefined) throw new AppError('invalid_state', 'this connection already joined a room')
+    const result = await this.#meeting.join(this.#principal, room, name, {
       send: (event) => this.#send(event),
-      end: (reason) => {
-        this.#participant = undefined
-        this.#channel.close(CLOSE_MEDIA_LOST, reason)
+      close: (code, reason) => {
+        this.#participantId = undefined
+        this.#channel.close(code, reason)
       },
     })
-    this.#participant = joined.participant
-    this.#send({
-      type: 'joined',
-      id,
-      protocolVersion: PROTOCOL_VERSION,
-      participantId: joined.participant.id,
-      participants: joined.participants,
-      tracks: joined.tracks,
-    })
+    if (result.state === 'waiting') {
+      this.#participantId = result.participantId
+      this.#send({ type: 'waiting', id, participantId: result.participantId })
+    } else {
+      this.#participantId = result.snapshot.participantId
+      this.#send({ type: 'joined', id, protocolVersion: PROTOCOL_VERSION, ...result.snapshot })
+    }
+    // Only now may events reach it: the reply is the first thing it hears.
+    this.#meeting.release(this.#participantId)
+    if (this.#closed) await this.#meeting.leave(this.#participantId, 'signaling_closed')
   }
 
-  async #offer({ id, sdp }: OfferRequest): Promise<void> {
-    const participant = this.#joined()
-    const negotiated = await this.#rooms.negotiate(participant, sdp)
+  async #offer({ id, sdp, sources }: OfferRequest): Promise<void> {
+    const negotiated = await this.#meeting.negotiate(this.#joinedId(), sdp, sources)
     this.#send({ type: 'answer', id, sdp: negotiated.sdp, subscriptions: negotiated.subscriptions })
   }
 
   async #leave({ id }: LeaveRequest): Promise<void> {
-    const participant = this.#joined()
-    this.#participant = undefined
-    await this.#rooms.leave(participant, 'left')
+    const participantId = this.#joinedId()
+    this.#participantId = undefined
+    await this.#meeting.leave(participantId, 'left')
     this.#send({ type: 'left', id })
   }
 
-  #joined(): Participant {
-    if (this.#participant === undefined) throw new AppError('invalid_state', 'join a room first')
-    return this.#participant
+  async #setPreferredSize({ id, trackId, width, height }: SetPreferredSizeRequest): Promise<void> {
+    await this.#rooms.setPreferredSize(this.#meeting.mediaOf(this.#joinedId()), trackId, width, height)
+    this.#send({ type: 'done', id })
+  }
+
+  /** Runs a meeting-control request as this participant and replies `done`. */
+  async #done(id: string, action: (participantId: ParticipantId, actor: Actor) => Promise<unknown>): Promise<void> {
+    const participantId = this.#joinedId()
+    await action(participantId, { kind: 'participant', participantId })
+    this.#send({ type: 'done', id })
+  }
+
+  #joinedId(): ParticipantId {
+    if (this.#participantId === undefined) throw new AppError('invalid_state', 'join a room first')
+    return this.#participantId
+  }
+
+  #roomId(participantId: ParticipantId) {
+    const record = this.#meeting.member(participantId)
+    if (record === undefined) throw new AppError('invalid_state', 'join a room first')
+    return record.roomId
   }
 
   #replyError(id: string | undefined, code: ErrorCode, message: string): void {

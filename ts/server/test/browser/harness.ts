@@ -4,7 +4,7 @@
 import { createSocket } from 'node:dgram'
 import puppeteer, { type Browser, type Page } from 'puppeteer-core'
 import { createLogger, type LogLevel } from '../../src/log.js'
-import { type ConclaveServer, createServer } from '../../src/server.js'
+import { type ConclaveServer, createServer, type ServerOptions } from '../../src/server.js'
 import { eventually } from '../support/eventually.js'
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -32,7 +32,7 @@ export function launchBrowser(): Promise<Browser> {
 }
 
 /** A server on free ports of 127.0.0.1 with the native media engine. */
-export function startServer(options: { jwtSecret?: string } = {}): Promise<ConclaveServer> {
+export function startServer(options: Partial<ServerOptions> = {}): Promise<ConclaveServer> {
   const level = (process.env.CONCLAVE_LOG_LEVEL ?? 'error') as LogLevel
   return createServer({
     httpPort: 0,

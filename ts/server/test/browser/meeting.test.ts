@@ -2,8 +2,8 @@
 
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { SignJWT } from 'jose'
 import type { Browser } from 'puppeteer-core'
+import { accessToken } from '../support/control-plane.js'
 import { nativeAddonProblem } from '../support/media-engines.js'
 import { eventually } from '../support/eventually.js'
 import { expectMediaFlowing, inbound, joinMeeting, launchBrowser, median, openSessionPage, startServer } from './harness.js'
@@ -35,8 +35,7 @@ describe('meeting page in Chromium', { skip: nativeAddonProblem, timeout: 240_00
 
   test('with a JWT secret, members join with a token for the room and not without one', { timeout: 60_000 }, async () => {
     const secret = 'browser-test-secret-browser-test-secret'
-    const token = (room: string) =>
-      new SignJWT({ room }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(secret))
+    const token = (room: string) => accessToken(secret, { room, identity: `id-${Math.random()}` })
     const server = await startServer({ jwtSecret: secret })
     try {
       await assert.rejects(joinMeeting(browser, server, 'secure', 'Nobody'), /could not join/)

@@ -1,0 +1,653 @@
+// The meeting: admission (tokens' rooms, removed identities, locks, the waiting room), roles and
+// grants enforced on every action, chat, hands, and what hosts do to others. State lives in the
+// RoomStore; every change is published on the EventBus and every node (this one too) applies it
+// to the members it holds. Media stays with RoomService on the node that holds the peer.
+
+import {
+  type ChatMessage,
+  CLOSE_CODES,
+  type CreateRoomRequest,
+  type Grants,
+  type ParticipantId,
+  type ParticipantInfo,
+  type Role,
+  type RoomId,
+  type RoomInfo,
+  type RoomSnapshot,
+  type ServerEvent,
+  type TrackId,
+  type TrackSource,
+  type WaitingParticipant,
+  isModerator,
+} from '@conclave/protocol'
+import { AppError } from '../app-error.js'
+import { type Principal, authorizeRoom } from '../auth/authenticator.js'
+import type { ClusterEvent, EventBus } from '../cluster/event-bus.js'
+import type { Logger } from '../log.js'
+import type { AddOutcome, ParticipantPatch, ParticipantRecord, RoomRecord, RoomStore } from '../state/room-store.js'
+import { sendingSections } from './offer-sections.js'
+import { type Participant, type PublishedTrack, newParticipantId } from './participant.js'
+import type { Negotiated, RoomService } from './room-service.js'
+import { SerialQueue } from './serial-queue.js'
+
+/** A member's connection as the meeting needs it. */
+export interface MemberChannel {
+  send(event: ServerEvent): void
+  /** The server ends the participation; the connection should close with `code`. */
+  close(code: number, reason: string): void
+}
+
+/** Who asks for a moderator action: a participant (its role decides) or the REST API (may do all). */
+export type Actor = { kind: 'api' } | { kind: 'participant'; participantId: ParticipantId }
+
+export type JoinResult = { state: 'active'; snapshot: RoomSnapshot } | { state: 'waiting'; participantId: ParticipantId }
+
+export interface MeetingServiceOptions {
+  rooms: RoomService
+  store: RoomStore
+  bus: EventBus
+  /** This server instance, as recorded on the participants it holds. */
+  nodeId: string
+  log: Logger
+  /** How often this node renews its participants' leases, in ms. Default 10 000. */
+  refreshIntervalMs?: number
+  /** Whether a join may create its room. Default true. */
+  joinCreatesRoom?: boolean
+  now?: () => number
+}
+
+interface LocalMember {
+  record: ParticipantRecord
+  channel: MemberChannel
+  /** Its media side, once active. */
+  media: Participant | undefined
+  /** Events held back until the reply to its join went out. */
+  held: ServerEvent[] | undefined
+  gone: boolean
+}
+
+const OUTCOME_ERRORS: Record<Exclude<AddOutcome, 'added'>, [AppError['code'], string]> = {
+  room_not_found: ['room_not_found', 'the room does not exist'],
+  removed: ['participant_removed', 'you were removed from this room'],
+  locked: ['room_locked', 'the room is locked'],
+  full: ['room_full', 'the room is full'],
+}
+
+export class MeetingService {
+  readonly #rooms: RoomService
+  readonly #store: RoomStore
+  readonly #bus: EventBus
+  readonly #nodeId: string
+  readonly #log: Logger
+  readonly #joinCreatesRoom: boolean
+  readonly #now: () => number
+  readonly #local = new Map<ParticipantId, LocalMember>()
+  readonly #unsubscribe: () => void
+  /** Cluster events are applied one at a time, in the order the bus delivered them. */
+  readonly #applying = new SerialQueue()
+  readonly #refresher: NodeJS.Timeout
+
+  constructor({ rooms, store, bus, nodeId, log, refreshIntervalMs = 10_000, joinCreatesRoom = true, now = Date.now }: MeetingServiceOptions) {
+    this.#rooms = rooms
+    this.#store = store
+    this.#bus = bus
+    this.#nodeId = nodeId
+    this.#log = log
+    this.#joinCreatesRoom = joinCreatesRoom
+    this.#now = now
+    this.#unsubscribe = bus.subscribe((event) => {
+      this.#applying
+        .run(() => this.#apply(event))
+        .catch((error: unknown) => this.#log.error('applying a cluster event failed', { type: event.type, err: error }))
+    })
+    this.#refresher = setInterval(() => void this.#refreshLeases(), refreshIntervalMs)
+    this.#refresher.unref()
+  }
+
+  get nodeId(): string {
+    return this.#nodeId
+  }
+
+  /** The media side of an active local member. */
+  mediaOf(participantId: ParticipantId): Participant {
+    return this.#active(participantId).media as Participant
+  }
+
+  /** The local member's record as this node last saw it. */
+  member(participantId: ParticipantId): ParticipantRecord | undefined {
+    return this.#local.get(participantId)?.record
+  }
+
+  /**
+   * Admits `principal` to `roomId`: active at once, or waiting when the room has a waiting room and
+   * it is a guest. Events for it are held until `release` is called (after the reply went out).
+   */
+  async join(principal: Principal, roomId: RoomId, requestedName: string | undefined, channel: MemberChannel): Promise<JoinResult> {
+    authorizeRoom(principal, roomId)
+    const room = this.#joinCreatesRoom
+      ? await this.#store.ensureRoom(this.#defaultRoom(roomId, false))
+      : await this.#store.getRoom(roomId)
+    if (room === undefined) throw new AppError('room_not_found', `there is no room ${roomId}`)
+    const waits = room.waitingRoom && principal.role === 'guest' && !principal.grants.recorder
+    const record: ParticipantRecord = {
+      participantId: newParticipantId(),
+      roomId,
+      identity: principal.identity,
+      name: principal.name ?? requestedName ?? 'Guest',
+      role: principal.role,
+      grants: principal.grants,
+      state: waits ? 'waiting' : 'active',
+      handRaised: false,
+      kind: 'member',
+      nodeId: this.#nodeId,
+      joinedAt: this.#now(),
+      tracks: [],
+    }
+    const outcome = await this.#store.addParticipant(record, { bypassLock: principal.role === 'host' || principal.grants.recorder })
+    if (outcome !== 'added') throw new AppError(...OUTCOME_ERRORS[outcome])
+    const member: LocalMember = { record, channel, media: undefined, held: [], gone: false }
+    this.#local.set(record.participantId, member)
+    this.#log.info('participant entered', { roomId, participantId: record.participantId, role: record.role, state: record.state })
+    if (waits) {
+      await this.#bus.publish({ type: 'waiting-room-changed', roomId })
+      return { state: 'waiting', participantId: record.participantId }
+    }
+    return { state: 'active', snapshot: await this.#activate(member, room) }
+  }
+
+  /** The reply to the join went out: held events follow it. */
+  release(participantId: ParticipantId): void {
+    const member = this.#local.get(participantId)
+    if (member === undefined || member.held === undefined) return
+    const held = member.held
+    member.held = undefined
+    for (const event of held) member.channel.send(event)
+  }
+
+  /** A local member leaves (its request, its socket closed, its media lost). Idempotent. */
+  async leave(participantId: ParticipantId, reason: string): Promise<void> {
+    const member = this.#local.get(participantId)
+    if (member === undefined) return
+    this.#forget(member)
+    const media = member.media
+    const removed = await this.#store.removeParticipant(member.record.roomId, participantId)
+    if (removed !== undefined) {
+      if (removed.state === 'waiting') await this.#bus.publish({ type: 'waiting-room-changed', roomId: removed.roomId })
+      else await this.#bus.publish({ type: 'participant-left', roomId: removed.roomId, participant: removed, reason })
+    }
+    if (media !== undefined) await this.#rooms.leave(media, reason)
+  }
+
+  /** Applies an offer after checking what it sends against the grants. */
+  async negotiate(participantId: ParticipantId, sdp: string, sources: Record<string, TrackSource> = {}): Promise<Negotiated> {
+    const member = this.#active(participantId)
+    const media = member.media as Participant
+    const { grants } = member.record
+    for (const { mid, kind } of sendingSections(sdp)) {
+      const source = sources[mid] ?? (kind === 'audio' ? 'microphone' : 'camera')
+      // A track published before a grant was narrowed stays in the offer; it was muted instead.
+      const known = media.sources.get(mid)
+      if (known !== undefined && known === source) continue
+      if (!grants.canPublish) throw new AppError('forbidden', 'your grants do not allow publishing')
+      if (!grants.canPublishSources.includes(source)) throw new AppError('forbidden', `your grants do not allow publishing ${source}`)
+      media.sources.set(mid, source)
+    }
+    return this.#rooms.negotiate(media, sdp)
+  }
+
+  async chat(participantId: ParticipantId, text: string, to: ParticipantId | undefined): Promise<void> {
+    const member = this.#active(participantId)
+    if (!member.record.grants.canChat) throw new AppError('forbidden', 'your grants do not allow chat')
+    const roomId = member.record.roomId
+    if (to !== undefined) {
+      const recipient = await this.#store.getParticipant(roomId, to)
+      if (recipient === undefined || recipient.state !== 'active') throw new AppError('participant_not_found', `${to} is not in this room`)
+    }
+    const message: ChatMessage = { from: participantId, fromName: member.record.name, text, sentAt: this.#now() }
+    if (to !== undefined) message.to = to
+    await this.#bus.publish({ type: 'chat-posted', roomId, message })
+  }
+
+  async setHand(actor: Actor, roomId: RoomId, participantId: ParticipantId, raised: boolean): Promise<void> {
+    if (!(actor.kind === 'participant' && actor.participantId === participantId && this.#local.has(participantId))) {
+      if (raised) throw new AppError('forbidden', 'only participants raise their own hand')
+      await this.#authorizeModerator(actor, roomId)
+    }
+    await this.#update(roomId, participantId, { handRaised: raised })
+  }
+
+  /** Admits waiting participants (all of them when `participantIds` is undefined); returns how many. */
+  async admit(actor: Actor, roomId: RoomId, participantIds?: readonly ParticipantId[]): Promise<number> {
+    await this.#authorizeModerator(actor, roomId)
+    let count = 0
+    for (const id of await this.#waitingIds(roomId, participantIds)) {
+      const admitted = await this.#store.updateParticipant(roomId, id, { state: 'active' }, 'waiting')
+      if (admitted === undefined) continue
+      count++
+      await this.#bus.publish({ type: 'participant-admitted', roomId, participantId: id })
+    }
+    if (count > 0) await this.#bus.publish({ type: 'waiting-room-changed', roomId })
+    return count
+  }
+
+  /** Turns waiting participants away (all of them when `participantIds` is undefined); returns how many. */
+  async deny(actor: Actor, roomId: RoomId, participantIds?: readonly ParticipantId[]): Promise<number> {
+    await this.#authorizeModerator(actor, roomId)
+    let count = 0
+    for (const id of await this.#waitingIds(roomId, participantIds)) {
+      const waiting = await this.#store.getParticipant(roomId, id)
+      if (waiting?.state !== 'waiting') continue
+      const removed = await this.#store.removeParticipant(roomId, id)
+      if (removed === undefined) continue
+      count++
+      await this.#bus.publish({ type: 'participant-denied', roomId, participant: removed })
+    }
+    if (count > 0) await this.#bus.publish({ type: 'waiting-room-changed', roomId })
+    return count
+  }
+
+  /** Stops forwarding a participant's track (or all its tracks) to everyone; returns how many were muted. */
+  async mute(actor: Actor, roomId: RoomId, participantId: ParticipantId, trackId?: TrackId): Promise<number> {
+    const target = await this.#target(roomId, participantId)
+    await this.#authorizeOver(actor, target)
+    const tracks = target.tracks.filter((track) => (trackId === undefined || track.trackId === trackId) && !track.muted)
+    if (trackId !== undefined && !target.tracks.some((track) => track.trackId === trackId)) {
+      throw new AppError('track_not_found', `${trackId} is not published by ${participantId}`)
+    }
+    const by = actor.kind === 'participant' ? actor.participantId : undefined
+    for (const track of tracks) await this.#bus.publish({ type: 'track-muted', roomId, participantId, trackId: track.trackId, by })
+    return tracks.length
+  }
+
+  /** Mutes by track id alone, as a member asks. */
+  async muteTrack(actor: Actor, roomId: RoomId, trackId: TrackId): Promise<void> {
+    const owner = (await this.#store.listParticipants(roomId)).find((participant) => participant.tracks.some((track) => track.trackId === trackId))
+    if (owner === undefined) throw new AppError('track_not_found', `${trackId} is not a track of this room`)
+    await this.mute(actor, roomId, owner.participantId, trackId)
+  }
+
+  /** The owner forwards its muted track again, if its grants still allow the track's source. */
+  async unmuteTrack(participantId: ParticipantId, trackId: TrackId): Promise<void> {
+    const member = this.#active(participantId)
+    const track = member.record.tracks.find((candidate) => candidate.trackId === trackId)
+    if (track === undefined) throw new AppError('track_not_found', `${trackId} is not one of your tracks`)
+    const { grants } = member.record
+    if (!grants.canPublish || (track.source !== undefined && !grants.canPublishSources.includes(track.source))) {
+      throw new AppError('forbidden', 'your grants do not allow publishing this track')
+    }
+    if (!track.muted) return
+    await this.#bus.publish({ type: 'track-unmuted', roomId: member.record.roomId, participantId, trackId })
+  }
+
+  /** Removes a participant; its identity may not come back to this room. */
+  async remove(actor: Actor, roomId: RoomId, participantId: ParticipantId): Promise<void> {
+    const target = await this.#target(roomId, participantId)
+    await this.#authorizeOver(actor, target)
+    const removed = await this.#store.removeParticipant(roomId, participantId, { ban: true })
+    if (removed === undefined) throw new AppError('participant_not_found', `${participantId} is not in this room`)
+    const by = actor.kind === 'participant' ? actor.participantId : undefined
+    await this.#bus.publish({ type: 'participant-removed', roomId, participant: removed, by })
+    if (removed.state === 'waiting') await this.#bus.publish({ type: 'waiting-room-changed', roomId })
+  }
+
+  /** Changes role and grants. Only hosts (and the API) change roles; no one changes their own. */
+  async updatePermissions(actor: Actor, roomId: RoomId, participantId: ParticipantId, change: { role?: Role; grants?: Partial<Grants> }): Promise<ParticipantRecord> {
+    const target = await this.#target(roomId, participantId)
+    if (actor.kind === 'participant') {
+      const role = await this.#actorRole(actor, roomId)
+      if (role !== 'host') throw new AppError('forbidden', 'only hosts change roles and grants')
+      if (actor.participantId === participantId) throw new AppError('forbidden', 'hosts do not change their own role')
+      if (change.role === 'host') throw new AppError('forbidden', 'a host cannot make another host')
+    }
+    const patch: ParticipantPatch = {}
+    if (change.role !== undefined) patch.role = change.role
+    if (change.grants !== undefined) patch.grants = { ...target.grants, ...change.grants }
+    return this.#update(roomId, participantId, patch)
+  }
+
+  async setLocked(actor: Actor, roomId: RoomId, locked: boolean): Promise<RoomRecord> {
+    await this.#authorizeModerator(actor, roomId)
+    return this.updateRoom(roomId, { locked })
+  }
+
+  async updateRoom(roomId: RoomId, patch: { locked?: boolean; waitingRoom?: boolean }): Promise<RoomRecord> {
+    const room = await this.#store.updateRoom(roomId, patch)
+    if (room === undefined) throw new AppError('room_not_found', `there is no room ${roomId}`)
+    await this.#bus.publish({ type: 'room-updated', roomId, room })
+    return room
+  }
+
+  // The REST API's reads and room lifecycle.
+
+  async createRoom({ room: id, ...options }: CreateRoomRequest): Promise<RoomRecord> {
+    const record: RoomRecord = { ...this.#defaultRoom(id, true), ...options }
+    if (options.maxParticipants === undefined) delete record.maxParticipants
+    if (!(await this.#store.createRoom(record))) throw new AppError('room_exists', `the room ${id} exists`)
+    return record
+  }
+
+  async getRoom(roomId: RoomId): Promise<RoomRecord> {
+    const room = await this.#store.getRoom(roomId)
+    if (room === undefined) throw new AppError('room_not_found', `there is no room ${roomId}`)
+    return room
+  }
+
+  listRooms(): Promise<RoomRecord[]> {
+    return this.#store.listRooms()
+  }
+
+  async listParticipants(roomId: RoomId): Promise<ParticipantRecord[]> {
+    await this.getRoom(roomId)
+    return this.#store.listParticipants(roomId)
+  }
+
+  async getParticipant(roomId: RoomId, participantId: ParticipantId): Promise<ParticipantRecord> {
+    return this.#target(roomId, participantId)
+  }
+
+  async listWaiting(roomId: RoomId): Promise<WaitingParticipant[]> {
+    await this.getRoom(roomId)
+    return waitingOf(await this.#store.listParticipants(roomId))
+  }
+
+  async closeRoom(roomId: RoomId): Promise<void> {
+    const participants = await this.#store.closeRoom(roomId)
+    if (participants === undefined) throw new AppError('room_not_found', `there is no room ${roomId}`)
+    await this.#bus.publish({ type: 'room-closed', roomId, participants })
+  }
+
+  /** Every local member leaves; the listener and the lease timer stop. */
+  async close(): Promise<void> {
+    clearInterval(this.#refresher)
+    this.#unsubscribe()
+    await Promise.all([...this.#local.keys()].map((id) => this.leave(id, 'server_closing').catch(() => undefined)))
+  }
+
+  // Internals.
+
+  #defaultRoom(id: RoomId, explicit: boolean): RoomRecord {
+    return { id, waitingRoom: false, locked: false, emptyTimeoutSeconds: explicit ? 300 : 0, createdAt: this.#now(), explicit }
+  }
+
+  /** Gives an active member its media side and builds what it learns on entering. */
+  async #activate(member: LocalMember, room: RoomRecord): Promise<RoomSnapshot> {
+    const { record } = member
+    const { participant: media } = this.#rooms.join(record.roomId, record.name, {
+      send: (event) => this.#deliver(member, event),
+      end: (reason) => {
+        member.channel.close(CLOSE_CODES.mediaLost, reason)
+        void this.leave(record.participantId, reason)
+      },
+    }, { id: record.participantId, announce: false })
+    media.canSubscribe = record.grants.canSubscribe
+    member.media = media
+    const everyone = await this.#store.listParticipants(record.roomId)
+    const snapshot: RoomSnapshot = {
+      participantId: record.participantId,
+      name: record.name,
+      role: record.role,
+      grants: record.grants,
+      room: roomInfo(room),
+      participants: everyone.filter((other) => other.participantId !== record.participantId && isListed(other)).map(participantInfo),
+      tracks: media.room.snapshotFor(media).tracks,
+    }
+    if (isModerator(record.role)) snapshot.waiting = waitingOf(everyone)
+    if (!record.grants.hidden) await this.#bus.publish({ type: 'participant-joined', roomId: record.roomId, participant: record })
+    return snapshot
+  }
+
+  #active(participantId: ParticipantId): LocalMember {
+    const member = this.#local.get(participantId)
+    if (member === undefined || member.gone) throw new AppError('invalid_state', 'join a room first')
+    if (member.record.state !== 'active' || member.media === undefined) throw new AppError('invalid_state', 'wait until a host admits you')
+    return member
+  }
+
+  async #target(roomId: RoomId, participantId: ParticipantId): Promise<ParticipantRecord> {
+    const target = await this.#store.getParticipant(roomId, participantId)
+    if (target === undefined) throw new AppError('participant_not_found', `${participantId} is not in room ${roomId}`)
+    return target
+  }
+
+  async #actorRole(actor: Actor & { kind: 'participant' }, roomId: RoomId): Promise<Role> {
+    const local = this.#local.get(actor.participantId)?.record
+    const record = local ?? (await this.#store.getParticipant(roomId, actor.participantId))
+    if (record === undefined || record.roomId !== roomId || record.state !== 'active') {
+      throw new AppError('forbidden', 'you are not an active participant of this room')
+    }
+    return record.role
+  }
+
+  async #authorizeModerator(actor: Actor, roomId: RoomId): Promise<void> {
+    if (actor.kind === 'api') {
+      await this.getRoom(roomId)
+      return
+    }
+    if (!isModerator(await this.#actorRole(actor, roomId))) throw new AppError('forbidden', 'only hosts and cohosts may do that')
+  }
+
+  /** Moderators act on others; a cohost never on a host. */
+  async #authorizeOver(actor: Actor, target: ParticipantRecord): Promise<void> {
+    if (actor.kind === 'api') return
+    const role = await this.#actorRole(actor, target.roomId)
+    if (!isModerator(role)) throw new AppError('forbidden', 'only hosts and cohosts may do that')
+    if (role === 'cohost' && target.role === 'host') throw new AppError('forbidden', 'a cohost cannot act on a host')
+  }
+
+  async #update(roomId: RoomId, participantId: ParticipantId, patch: ParticipantPatch): Promise<ParticipantRecord> {
+    const updated = await this.#store.updateParticipant(roomId, participantId, patch)
+    if (updated === undefined) throw new AppError('participant_not_found', `${participantId} is not in room ${roomId}`)
+    await this.#bus.publish({ type: 'participant-updated', roomId, participant: updated })
+    return updated
+  }
+
+  async #waitingIds(roomId: RoomId, only: readonly ParticipantId[] | undefined): Promise<ParticipantId[]> {
+    const waiting = (await this.#store.listParticipants(roomId)).filter((participant) => participant.state === 'waiting')
+    const ids = waiting.map((participant) => participant.participantId)
+    if (only === undefined) return ids
+    for (const id of only) {
+      if (!ids.includes(id)) throw new AppError('participant_not_found', `${id} is not in the waiting room`)
+    }
+    return [...only]
+  }
+
+  /** Keeps the store's record of a local member's tracks in step with its media. */
+  trackChanged(track: PublishedTrack, change: 'published' | 'ended'): void {
+    const member = this.#local.get(track.owner.id)
+    if (member === undefined || member.gone) return
+    const others = member.record.tracks.filter((known) => known.trackId !== track.id)
+    const tracks =
+      change === 'ended'
+        ? others
+        : [...others, { trackId: track.id, kind: track.kind, muted: track.muted, ...(track.source ? { source: track.source } : {}) }]
+    member.record = { ...member.record, tracks }
+    this.#store
+      .updateParticipant(member.record.roomId, member.record.participantId, { tracks })
+      .catch((error: unknown) => this.#log.warn('recording a track failed', { participantId: track.owner.id, err: error }))
+  }
+
+  #forget(member: LocalMember): void {
+    member.gone = true
+    this.#local.delete(member.record.participantId)
+  }
+
+  #deliver(member: LocalMember, event: ServerEvent): void {
+    if (member.gone) return
+    if (member.held !== undefined) member.held.push(event)
+    else member.channel.send(event)
+  }
+
+  #membersOf(roomId: RoomId): LocalMember[] {
+    return [...this.#local.values()].filter((member) => member.record.roomId === roomId && !member.gone)
+  }
+
+  #activeMembersOf(roomId: RoomId): LocalMember[] {
+    return this.#membersOf(roomId).filter((member) => member.record.state === 'active' && member.media !== undefined)
+  }
+
+  /** Ends a local member's participation from the server side. */
+  async #kick(member: LocalMember, event: ServerEvent, code: number, reason: string): Promise<void> {
+    this.#deliver(member, event)
+    this.#forget(member)
+    member.channel.close(code, reason)
+    if (member.media !== undefined) await this.#rooms.leave(member.media, reason)
+  }
+
+  async #apply(event: ClusterEvent): Promise<void> {
+    switch (event.type) {
+      case 'participant-joined': {
+        if (!isListed(event.participant)) return
+        for (const member of this.#activeMembersOf(event.roomId)) {
+          if (member.record.participantId !== event.participant.participantId) {
+            this.#deliver(member, { type: 'participant-joined', participant: participantInfo(event.participant) })
+          }
+        }
+        return
+      }
+      case 'participant-left':
+      case 'participant-removed': {
+        const gone = event.participant
+        const local = this.#local.get(gone.participantId)
+        if (event.type === 'participant-removed' && local !== undefined) {
+          await this.#kick(local, { type: 'removed', ...(event.by ? { by: event.by } : {}) }, CLOSE_CODES.removed, 'removed')
+        }
+        if (gone.state !== 'active' || !isListed(gone)) return
+        for (const member of this.#activeMembersOf(event.roomId)) this.#deliver(member, { type: 'participant-left', participantId: gone.participantId })
+        return
+      }
+      case 'participant-updated': {
+        const updated = event.participant
+        const local = this.#local.get(updated.participantId)
+        if (local !== undefined) await this.#applyToSelf(local, updated)
+        if (updated.state !== 'active' || !isListed(updated)) return
+        for (const member of this.#activeMembersOf(event.roomId)) {
+          this.#deliver(member, { type: 'participant-updated', participant: participantInfo(updated) })
+        }
+        return
+      }
+      case 'participant-admitted': {
+        const local = this.#local.get(event.participantId)
+        if (local === undefined || local.record.state !== 'waiting') return
+        const room = await this.#store.getRoom(event.roomId)
+        if (room === undefined || local.gone) return
+        local.record = { ...local.record, state: 'active' }
+        // The snapshot is the first thing it hears as a member; events that come meanwhile follow it.
+        local.held ??= []
+        const snapshot = await this.#activate(local, room)
+        if (local.gone) return
+        local.channel.send({ type: 'admitted', ...snapshot })
+        this.release(event.participantId)
+        this.#log.info('participant admitted', { roomId: event.roomId, participantId: event.participantId })
+        return
+      }
+      case 'participant-denied': {
+        const local = this.#local.get(event.participant.participantId)
+        if (local !== undefined) await this.#kick(local, { type: 'denied' }, CLOSE_CODES.denied, 'denied')
+        return
+      }
+      case 'waiting-room-changed': {
+        const moderators = this.#activeMembersOf(event.roomId).filter((member) => isModerator(member.record.role))
+        if (moderators.length === 0) return
+        const waiting = waitingOf(await this.#store.listParticipants(event.roomId))
+        for (const member of moderators) this.#deliver(member, { type: 'waiting-room-updated', waiting })
+        return
+      }
+      case 'track-muted': {
+        const owner = this.#local.get(event.participantId)
+        if (owner?.media !== undefined) {
+          this.#rooms.muteTrack(event.roomId, event.trackId)
+          const tracks = owner.record.tracks.map((track) => (track.trackId === event.trackId ? { ...track, muted: true } : track))
+          owner.record = { ...owner.record, tracks }
+          await this.#store.updateParticipant(event.roomId, event.participantId, { tracks })
+        }
+        const muted: ServerEvent = { type: 'track-muted', trackId: event.trackId, participantId: event.participantId, ...(event.by ? { by: event.by } : {}) }
+        for (const member of this.#activeMembersOf(event.roomId)) this.#deliver(member, muted)
+        return
+      }
+      case 'track-unmuted': {
+        const owner = this.#local.get(event.participantId)
+        if (owner?.media !== undefined) {
+          this.#rooms.unmuteTrack(event.roomId, event.trackId)
+          const tracks = owner.record.tracks.map((track) => (track.trackId === event.trackId ? { ...track, muted: false } : track))
+          owner.record = { ...owner.record, tracks }
+          await this.#store.updateParticipant(event.roomId, event.participantId, { tracks })
+        }
+        for (const member of this.#activeMembersOf(event.roomId)) {
+          this.#deliver(member, { type: 'track-unmuted', trackId: event.trackId, participantId: event.participantId })
+        }
+        return
+      }
+      case 'chat-posted': {
+        const { message } = event
+        for (const member of this.#activeMembersOf(event.roomId)) {
+          const id = member.record.participantId
+          if (message.to === undefined || id === message.to || id === message.from) this.#deliver(member, { type: 'chat-posted', message })
+        }
+        return
+      }
+      case 'room-updated': {
+        for (const member of this.#activeMembersOf(event.roomId)) this.#deliver(member, { type: 'room-updated', room: roomInfo(event.room) })
+        return
+      }
+      case 'room-closed': {
+        for (const member of this.#membersOf(event.roomId)) await this.#kick(member, { type: 'room-closed' }, CLOSE_CODES.roomClosed, 'room_closed')
+        return
+      }
+      default:
+        assertNever(event)
+    }
+  }
+
+  /** A member's own record changed: it is told about its permissions, and its media follows them. */
+  async #applyToSelf(member: LocalMember, updated: ParticipantRecord): Promise<void> {
+    const before = member.record
+    member.record = { ...updated, state: before.state === 'waiting' && updated.state === 'active' ? 'waiting' : updated.state }
+    const changed = before.role !== updated.role || JSON.stringify(before.grants) !== JSON.stringify(updated.grants)
+    if (!changed) return
+    this.#deliver(member, { type: 'permissions-updated', role: updated.role, grants: updated.grants })
+    const media = member.media
+    if (media === undefined) return
+    if (before.grants.canSubscribe !== updated.grants.canSubscribe) await this.#rooms.setCanSubscribe(media, updated.grants.canSubscribe)
+    // Publishing no longer allowed (at all, or this source): its tracks stop being forwarded.
+    for (const track of updated.tracks) {
+      if (track.muted) continue
+      const allowed = updated.grants.canPublish && (track.source === undefined || updated.grants.canPublishSources.includes(track.source))
+      if (!allowed) await this.#bus.publish({ type: 'track-muted', roomId: updated.roomId, participantId: updated.participantId, trackId: track.trackId, by: undefined })
+    }
+  }
+
+  async #refreshLeases(): Promise<void> {
+    const byRoom = new Map<RoomId, ParticipantId[]>()
+    for (const member of this.#local.values()) {
+      const ids = byRoom.get(member.record.roomId) ?? []
+      ids.push(member.record.participantId)
+      byRoom.set(member.record.roomId, ids)
+    }
+    for (const [roomId, ids] of byRoom) {
+      await this.#store.refresh(roomId, ids).catch((error: unknown) => this.#log.warn('renewing leases failed', { roomId, err: error }))
+    }
+  }
+}
+
+/** Hidden participants (observers, recorders) are never listed to the others. */
+function isListed(participant: ParticipantRecord): boolean {
+  return !participant.grants.hidden && !participant.grants.recorder
+}
+
+export function participantInfo(record: ParticipantRecord): ParticipantInfo {
+  return { participantId: record.participantId, name: record.name, role: record.role, handRaised: record.handRaised }
+}
+
+export function roomInfo(room: RoomRecord): RoomInfo {
+  return { waitingRoom: room.waitingRoom, locked: room.locked }
+}
+
+function waitingOf(participants: readonly ParticipantRecord[]): WaitingParticipant[] {
+  return participants
+    .filter((participant) => participant.state === 'waiting')
+    .map((participant) => ({ participantId: participant.participantId, name: participant.name, since: participant.joinedAt }))
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unhandled cluster event ${JSON.stringify(value)}`)
+}

@@ -1,0 +1,27 @@
+// Every Redis key and channel Conclave uses, declared once with its type. Never build a key inline.
+//
+// All keys of a deployment share one prefix (default `conclave:`). The Lua scripts touch a room's
+// keys and the `rooms` index together, so the store needs one Redis (or one primary), not a Cluster.
+
+import type { ParticipantId, RoomId } from '@conclave/protocol'
+
+export function redisKeys(prefix = 'conclave:') {
+  return {
+    /** Sorted set: room id -> when the room's lease ends (ms since the epoch). The index `listRooms` reads. */
+    rooms: () => `${prefix}rooms`,
+    /** Hash: the RoomRecord, one field per property, each value JSON. PEXPIRE: the room's lease. */
+    room: (roomId: RoomId) => `${prefix}room:${roomId}`,
+    /** Sorted set: participant id -> when its lease ends (ms). PEXPIRE: the room's lease. */
+    participants: (roomId: RoomId) => `${prefix}room:${roomId}:participants`,
+    /** Hash: the ParticipantRecord, one field per property, each value JSON. PEXPIRE: the participant's lease. */
+    participant: (roomId: RoomId, participantId: ParticipantId) => `${prefix}room:${roomId}:participant:${participantId}`,
+    /** The `participant` key without its id, for scripts that walk a room's participants. */
+    participantPrefix: (roomId: RoomId) => `${prefix}room:${roomId}:participant:`,
+    /** Set: identities removed from the room, refused on join. PEXPIRE: the removal period. */
+    removed: (roomId: RoomId) => `${prefix}room:${roomId}:removed`,
+    /** Pub/sub channel: every ClusterEvent of every room, as JSON. */
+    events: () => `${prefix}events`,
+  }
+}
+
+export type RedisKeys = ReturnType<typeof redisKeys>
