@@ -3,42 +3,29 @@
 //! engine's estimate of their downlink.
 
 use sfu_core::twcc::{TransportFeedback, TwccRecorder};
-use sfu_core::{rtcp, Event, MediaKind, PeerId, TrackId};
+use sfu_core::{rtcp, MediaKind, PeerId, TrackId};
 use sfu_testkit::*;
 use std::time::Duration;
 
 fn room(seed: u64) -> (SimNetwork, usize, TrackId, usize, PeerId) {
     let mut net = SimNetwork::new(seed);
-    let alice = net.add_peer(SimPeer::new("alice", 5000));
-    let alice_peer = net.engine.create_peer(net.now);
-    let offer = net.peers[alice].publisher_offer();
-    let answer = net.engine.apply_offer(alice_peer, &offer, net.now).unwrap();
-    assert!(
-        answer.contains(TWCC_URI),
-        "the answer keeps transport-wide-cc"
-    );
-    net.peers[alice].apply_answer(&answer);
-    net.connect(alice);
-    let video = net
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::TrackPublished {
-                track,
-                kind: MediaKind::Video,
-                ..
-            } => Some(*track),
-            _ => None,
-        })
-        .unwrap();
-    let bob = net.add_peer(SimPeer::new("bob", 5001));
-    let bob_peer = net.engine.create_peer(net.now);
-    let offer = net.peers[bob].subscriber_offer(0, 1);
-    let answer = net.engine.apply_offer(bob_peer, &offer, net.now).unwrap();
-    net.peers[bob].apply_answer(&answer);
-    net.connect(bob);
+    let (alice, _) = net.join("alice", 5000, SimPeer::publisher_offer);
+    let video = net.published(MediaKind::Video).unwrap();
+    let (bob, bob_peer) = net.join("bob", 5001, |p| p.subscriber_offer(0, 1));
     net.engine.subscribe(bob_peer, video, net.now).unwrap();
     (net, alice, video, bob, bob_peer)
+}
+
+#[test]
+fn the_answer_keeps_transport_wide_congestion_control() {
+    let net = SimNetwork::new(30);
+    let alice = SimPeer::new("alice", 5000);
+    let mut engine = net.engine;
+    let peer = engine.create_peer(net.now);
+    let answer = engine
+        .apply_offer(peer, &alice.publisher_offer(), net.now)
+        .unwrap();
+    assert!(answer.contains(TWCC_URI));
 }
 
 fn send_video(net: &mut SimNetwork, alice: usize, n: u16) {

@@ -14,48 +14,19 @@ struct Room {
 
 fn connected_publisher(seed: u64) -> Room {
     let mut net = SimNetwork::new(seed);
-    let index = net.add_peer(SimPeer::new("alice", 5000));
-    let peer = net.engine.create_peer(net.now);
-    let offer = net.peers[index].publisher_offer();
-    let answer = net
-        .engine
-        .apply_offer(peer, &offer, net.now)
-        .expect("offer accepted");
-    net.peers[index].apply_answer(&answer);
-    net.run();
-    net.connect(index);
-    assert!(net.peers[index].connected, "publisher connected");
-    let mut video = None;
-    let mut audio = None;
-    for event in &net.events {
-        if let Event::TrackPublished { track, kind, .. } = event {
-            match kind {
-                MediaKind::Video => video = Some(*track),
-                MediaKind::Audio => audio = Some(*track),
-            }
-        }
-    }
+    let publisher = net.join("alice", 5000, SimPeer::publisher_offer);
+    let video = net.published(MediaKind::Video).expect("video published");
+    let audio = net.published(MediaKind::Audio).expect("audio published");
     Room {
         net,
-        publisher: (index, peer),
-        video: video.expect("video published"),
-        audio: audio.expect("audio published"),
+        publisher,
+        video,
+        audio,
     }
 }
 
 fn add_subscriber(room: &mut Room, name: &str, port: u16) -> (usize, PeerId) {
-    let net = &mut room.net;
-    let index = net.add_peer(SimPeer::new(name, port));
-    let peer = net.engine.create_peer(net.now);
-    let offer = net.peers[index].subscriber_offer(1, 1);
-    let answer = net
-        .engine
-        .apply_offer(peer, &offer, net.now)
-        .expect("offer accepted");
-    net.peers[index].apply_answer(&answer);
-    net.connect(index);
-    assert!(net.peers[index].connected, "{name} connected");
-    (index, peer)
+    room.net.join(name, port, |p| p.subscriber_offer(1, 1))
 }
 
 fn send_video(room: &mut Room, sequence: u16, keyframe: bool) {

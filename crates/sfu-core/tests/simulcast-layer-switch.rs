@@ -55,17 +55,7 @@ impl Sim {
     }
 
     fn subscriber(&mut self, name: &str, port: u16) -> (usize, PeerId) {
-        let index = self.net.add_peer(SimPeer::new(name, port));
-        let peer = self.net.engine.create_peer(self.net.now);
-        let offer = self.net.peers[index].subscriber_offer(0, 1);
-        let answer = self
-            .net
-            .engine
-            .apply_offer(peer, &offer, self.net.now)
-            .unwrap();
-        self.net.peers[index].apply_answer(&answer);
-        self.net.connect(index);
-        (index, peer)
+        self.net.join(name, port, |p| p.subscriber_offer(0, 1))
     }
 
     /// One frame (one packet) on every layer; `keyframes` selects which layers send a keyframe.

@@ -2,7 +2,7 @@
 //! frames, in a stream without sequence or PictureID holes, and gets the rest back at a frame
 //! its decoder can start from.
 
-use sfu_core::{rtp, Event, MediaKind, PeerId, TrackId};
+use sfu_core::{rtp, MediaKind, PeerId, TrackId};
 use sfu_testkit::*;
 
 /// L1T3: temporal layer of frame `n` (0, 2, 1, 2, 0, ...).
@@ -38,30 +38,9 @@ fn vp8_temporal_payload(n: u16) -> Vec<u8> {
 
 fn setup() -> (SimNetwork, usize, usize, PeerId, TrackId) {
     let mut net = SimNetwork::new(41);
-    let alice = net.add_peer(SimPeer::new("alice", 5000));
-    let alice_peer = net.engine.create_peer(net.now);
-    let offer = net.peers[alice].publisher_offer();
-    let answer = net.engine.apply_offer(alice_peer, &offer, net.now).unwrap();
-    net.peers[alice].apply_answer(&answer);
-    net.connect(alice);
-    let video = net
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::TrackPublished {
-                track,
-                kind: MediaKind::Video,
-                ..
-            } => Some(*track),
-            _ => None,
-        })
-        .unwrap();
-    let bob = net.add_peer(SimPeer::new("bob", 5001));
-    let bob_peer = net.engine.create_peer(net.now);
-    let offer = net.peers[bob].subscriber_offer(0, 1);
-    let answer = net.engine.apply_offer(bob_peer, &offer, net.now).unwrap();
-    net.peers[bob].apply_answer(&answer);
-    net.connect(bob);
+    let (alice, _) = net.join("alice", 5000, SimPeer::publisher_offer);
+    let video = net.published(MediaKind::Video).unwrap();
+    let (bob, bob_peer) = net.join("bob", 5001, |p| p.subscriber_offer(0, 1));
     net.engine.subscribe(bob_peer, video, net.now).unwrap();
     (net, alice, bob, bob_peer, video)
 }

@@ -6,17 +6,11 @@ use sfu_testkit::*;
 use std::time::Duration;
 
 fn connected(net: &mut SimNetwork, name: &str, port: u16, publisher: bool) -> (usize, PeerId) {
-    let index = net.add_peer(SimPeer::new(name, port));
-    let peer = net.engine.create_peer(net.now);
-    let offer = if publisher {
-        net.peers[index].publisher_offer()
+    if publisher {
+        net.join(name, port, SimPeer::publisher_offer)
     } else {
-        net.peers[index].subscriber_offer(1, 1)
-    };
-    let answer = net.engine.apply_offer(peer, &offer, net.now).unwrap();
-    net.peers[index].apply_answer(&answer);
-    net.connect(index);
-    (index, peer)
+        net.join(name, port, |p| p.subscriber_offer(1, 1))
+    }
 }
 
 #[test]
@@ -136,18 +130,7 @@ fn garbage_on_the_port_never_panics_and_media_keeps_flowing() {
     let mut net = SimNetwork::new(7);
     let (alice, _) = connected(&mut net, "alice", 5000, true);
     let (bob, bob_peer) = connected(&mut net, "bob", 5001, false);
-    let audio = net
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::TrackPublished {
-                track,
-                kind: sfu_core::MediaKind::Audio,
-                ..
-            } => Some(*track),
-            _ => None,
-        })
-        .unwrap();
+    let audio = net.published(sfu_core::MediaKind::Audio).unwrap();
     net.engine.subscribe(bob_peer, audio, net.now).unwrap();
     let mut state = 0x1234_5678_u32;
     let mut next = || {

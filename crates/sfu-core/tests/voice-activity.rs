@@ -9,24 +9,8 @@ const AUDIO_LEVEL_EXT: u8 = 1;
 
 fn publisher() -> (SimNetwork, usize, TrackId) {
     let mut net = SimNetwork::new(51);
-    let alice = net.add_peer(SimPeer::new("alice", 5000));
-    let peer = net.engine.create_peer(net.now);
-    let offer = net.peers[alice].publisher_offer();
-    let answer = net.engine.apply_offer(peer, &offer, net.now).unwrap();
-    net.peers[alice].apply_answer(&answer);
-    net.connect(alice);
-    let audio = net
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::TrackPublished {
-                track,
-                kind: MediaKind::Audio,
-                ..
-            } => Some(*track),
-            _ => None,
-        })
-        .unwrap();
+    let (alice, _) = net.join("alice", 5000, SimPeer::publisher_offer);
+    let audio = net.published(MediaKind::Audio).unwrap();
     (net, alice, audio)
 }
 

@@ -1,6 +1,6 @@
 //! The forwarding path allocates nothing per packet once warm: counted by a global allocator.
 
-use sfu_core::{Event, MediaKind};
+use sfu_core::MediaKind;
 use sfu_testkit::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,31 +37,12 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 #[test]
 fn forwarding_to_ten_subscribers_allocates_nothing_per_packet() {
     let mut net = SimNetwork::new(11);
-    let alice = net.add_peer(SimPeer::new("alice", 5000));
-    let alice_peer = net.engine.create_peer(net.now);
-    let offer = net.peers[alice].publisher_offer();
-    let answer = net.engine.apply_offer(alice_peer, &offer, net.now).unwrap();
-    net.peers[alice].apply_answer(&answer);
-    net.connect(alice);
-    let video = net
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::TrackPublished {
-                track,
-                kind: MediaKind::Video,
-                ..
-            } => Some(*track),
-            _ => None,
-        })
-        .unwrap();
+    let (alice, _) = net.join("alice", 5000, SimPeer::publisher_offer);
+    let video = net.published(MediaKind::Video).unwrap();
     for i in 0..10u16 {
-        let index = net.add_peer(SimPeer::new(&format!("viewer{i}"), 6000 + i));
-        let peer = net.engine.create_peer(net.now);
-        let offer = net.peers[index].subscriber_offer(1, 1);
-        let answer = net.engine.apply_offer(peer, &offer, net.now).unwrap();
-        net.peers[index].apply_answer(&answer);
-        net.connect(index);
+        let (_, peer) = net.join(&format!("viewer{i}"), 6000 + i, |p| {
+            p.subscriber_offer(1, 1)
+        });
         net.engine.subscribe(peer, video, net.now).unwrap();
     }
     net.run();

@@ -6,7 +6,9 @@ pub mod link;
 
 use hmac::{Hmac, Mac};
 use sfu_core::dtls::{DtlsIdentity, DtlsOutcome, DtlsRole, DtlsTransport};
-use sfu_core::{rtp, sdp, srtp, Engine, EngineConfig, Event, Input, Output};
+use sfu_core::{
+    rtp, sdp, srtp, Engine, EngineConfig, Event, Input, MediaKind, Output, PeerId, TrackId,
+};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -446,6 +448,35 @@ impl SimNetwork {
     pub fn add_peer(&mut self, peer: SimPeer) -> usize {
         self.peers.push(peer);
         self.peers.len() - 1
+    }
+
+    /// Adds a peer named `name` on `port`, applies the offer `offer` writes for it to a new
+    /// engine peer, and connects it; panics if any step fails (tests want to know).
+    pub fn join(
+        &mut self,
+        name: &str,
+        port: u16,
+        offer: impl Fn(&SimPeer) -> String,
+    ) -> (usize, PeerId) {
+        let index = self.add_peer(SimPeer::new(name, port));
+        let peer = self.engine.create_peer(self.now);
+        let offer = offer(&self.peers[index]);
+        let answer = self
+            .engine
+            .apply_offer(peer, &offer, self.now)
+            .expect("the engine accepts the offer");
+        self.peers[index].apply_answer(&answer);
+        self.connect(index);
+        assert!(self.peers[index].connected, "{name} connected");
+        (index, peer)
+    }
+
+    /// The first track of `kind` the engine announced as published.
+    pub fn published(&self, kind: MediaKind) -> Option<TrackId> {
+        self.events.iter().find_map(|e| match e {
+            Event::TrackPublished { track, kind: k, .. } if *k == kind => Some(*track),
+            _ => None,
+        })
     }
 
     /// Lets ICE and DTLS complete for peer `index` (its answer must be applied).
