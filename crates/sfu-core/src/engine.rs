@@ -887,24 +887,15 @@ impl Engine {
         let Some(peer) = peers.get_mut(&peer_id) else {
             return;
         };
-        let Some(inbound) = peer.srtp_inbound.as_mut() else {
-            stats.dropped_malformed += 1;
+        let Some(plain_len) = decrypt_into(
+            scratch,
+            data,
+            peer.srtp_inbound.as_mut(),
+            stats,
+            Packet::Rtp,
+        ) else {
             return;
         };
-        scratch.clear();
-        scratch.extend_from_slice(data);
-        let plain_len = match inbound.unprotect_rtp(scratch) {
-            Ok(len) => len,
-            Err(srtp::SrtpError::Replayed) | Err(srtp::SrtpError::TooOld) => {
-                stats.dropped_replay += 1;
-                return;
-            }
-            Err(_) => {
-                stats.dropped_srtp_auth += 1;
-                return;
-            }
-        };
-        scratch.truncate(plain_len);
         let Ok(header) = rtp::parse_rtp(scratch) else {
             stats.dropped_malformed += 1;
             return;
@@ -1110,24 +1101,17 @@ impl Engine {
             let Some(peer) = peers.get_mut(&peer_id) else {
                 return;
             };
-            let Some(inbound) = peer.srtp_inbound.as_mut() else {
-                stats.dropped_malformed += 1;
+            if decrypt_into(
+                scratch,
+                data,
+                peer.srtp_inbound.as_mut(),
+                stats,
+                Packet::Rtcp,
+            )
+            .is_none()
+            {
                 return;
-            };
-            scratch.clear();
-            scratch.extend_from_slice(data);
-            let plain_len = match inbound.unprotect_rtcp(scratch) {
-                Ok(len) => len,
-                Err(srtp::SrtpError::Replayed) | Err(srtp::SrtpError::TooOld) => {
-                    stats.dropped_replay += 1;
-                    return;
-                }
-                Err(_) => {
-                    stats.dropped_srtp_auth += 1;
-                    return;
-                }
-            };
-            scratch.truncate(plain_len);
+            }
             peer.counters.packets_received += 1;
             peer.counters.bytes_received += data.len() as u64;
             for packet in rtcp::packets(scratch) {
@@ -2034,6 +2018,48 @@ const RTP_HEADER_LEN: usize = 12;
 /// One-byte-form extension block holding only the 2-byte transport-wide sequence number.
 const TWCC_EXTENSION_LEN: usize = 8;
 const SRTP_TAG_LEN: usize = 16;
+
+#[derive(Clone, Copy)]
+enum Packet {
+    Rtp,
+    Rtcp,
+}
+
+/// Decrypts `data` into `scratch` (truncated to the plain packet) and returns its length, or
+/// counts why SRTP refused it and returns `None`.
+fn decrypt_into(
+    scratch: &mut Vec<u8>,
+    data: &[u8],
+    inbound: Option<&mut srtp::SrtpContext>,
+    stats: &mut EngineStats,
+    packet: Packet,
+) -> Option<usize> {
+    let Some(inbound) = inbound else {
+        // Media before DTLS finished: nothing to decrypt it with.
+        stats.dropped_malformed += 1;
+        return None;
+    };
+    scratch.clear();
+    scratch.extend_from_slice(data);
+    let result = match packet {
+        Packet::Rtp => inbound.unprotect_rtp(scratch),
+        Packet::Rtcp => inbound.unprotect_rtcp(scratch),
+    };
+    match result {
+        Ok(len) => {
+            scratch.truncate(len);
+            Some(len)
+        }
+        Err(srtp::SrtpError::Replayed | srtp::SrtpError::TooOld) => {
+            stats.dropped_replay += 1;
+            None
+        }
+        Err(_) => {
+            stats.dropped_srtp_auth += 1;
+            None
+        }
+    }
+}
 
 /// Turns the plain 12-byte header at the start of `out` into one with an RFC 8285 one-byte
 /// extension block carrying the transport-wide sequence number.
