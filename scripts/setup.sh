@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Conclave needs on a fresh Debian machine with Node and Rust. Idempotent.
 #   scripts/setup.sh              npm dependencies (enough to build and run the server)
-#   scripts/setup.sh --for-tests  also Debian packages the tests use (Chromium, Firefox ESR, redis-server) and cargo-fuzz
+#   scripts/setup.sh --for-tests  also Debian packages the tests use (Chromium, Firefox ESR, redis-server, coturn) and cargo-fuzz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for_tests=0
@@ -12,6 +12,7 @@ if [ "$for_tests" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
+  command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"

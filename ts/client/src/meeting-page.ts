@@ -1,5 +1,6 @@
 // The meeting page at `/`: a room and a name, Join, then a tile per remote participant.
-// `?simulcast=1` publishes the camera at 1280x720 in three simulcast layers.
+// `?simulcast=1` publishes the camera at 1280x720 in three simulcast layers; `?relay=1` sends media only
+// through the TURN relays the server hands out.
 
 import { Meeting, type RemoteTrack } from './meeting.js'
 import { attachPanel } from './meeting-panel.js'
@@ -23,6 +24,7 @@ const panel = element<HTMLElement>('panel')
 let detachPanel: (() => void) | undefined
 
 const simulcast = params.get('simulcast') === '1'
+const relayOnly = params.get('relay') === '1'
 roomInput.value = params.get('room') ?? ''
 nameInput.value = params.get('name') ?? ''
 
@@ -63,6 +65,7 @@ async function join(): Promise<void> {
       name: nameInput.value,
       stream: localStream,
       simulcast,
+      ...(relayOnly ? { iceTransportPolicy: 'relay' as const } : {}),
       ...(token ? { token } : {}),
     })
     wire(joining)

@@ -70,6 +70,8 @@ export interface MeetingOptions {
   token?: string
   /** Publish video as three simulcast layers (`SIMULCAST_ENCODINGS`). Default false. */
   simulcast?: boolean
+  /** `'relay'` sends everything through the TURN servers the join response carries (tests, strict networks). Default `'all'`. */
+  iceTransportPolicy?: RTCIceTransportPolicy
 }
 
 /**
@@ -101,8 +103,8 @@ export class Meeting extends Emitter<MeetingEvents> {
   constructor(options: MeetingOptions) {
     super()
     this.#options = options
-    // ICE-lite server with a host candidate in every answer: no STUN/TURN servers needed here.
-    this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' })
+    // The server is ICE-lite with a host candidate in every answer; TURN servers, if any, come with the join response.
+    this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceTransportPolicy: options.iceTransportPolicy ?? 'all' })
     this.#sizes = new VideoSizeReporter((trackId, { width, height }) => this.setPreferredSize(trackId, width, height))
   }
 
@@ -125,6 +127,8 @@ export class Meeting extends Emitter<MeetingEvents> {
       this.self = { name: joined.name, role: joined.role, grants: joined.grants }
       this.room = joined.room
       this.waiting = joined.waiting ?? []
+      // Before the first offer, so ICE gathering already knows the relays.
+      if (joined.iceServers) this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: joined.iceServers })
       for (const participant of joined.participants) this.participants.set(participant.participantId, participant)
       for (const track of stream.getTracks()) {
         // Only what the grants allow is published: the server refuses an offer that sends more.

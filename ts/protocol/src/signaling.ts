@@ -107,6 +107,15 @@ export type ClientMessageType = ClientMessage['type']
 
 // Server -> client replies (echo the request id).
 
+/** A STUN/TURN server for the client's RTCPeerConnection (the shape of `RTCIceServer`). */
+export const IceServer = z.object({
+  urls: z.array(z.string().min(1)).min(1),
+  /** TURN REST username, `${expiryUnixSeconds}:${identity}`: the relay refuses it after expiry. */
+  username: z.string().optional(),
+  credential: z.string().optional(),
+})
+export type IceServer = z.infer<typeof IceServer>
+
 /** What a participant learns once, when it enters the meeting (by `joined` or `admitted`). */
 export const RoomSnapshot = z.object({
   participantId: ParticipantId,
@@ -121,6 +130,8 @@ export const RoomSnapshot = z.object({
   tracks: z.array(TrackInfo),
   /** Hosts and cohosts only: who is in the waiting room. */
   waiting: z.array(WaitingParticipant).optional(),
+  /** Relays to use when a direct path fails (only when the server has TURN configured). */
+  iceServers: z.array(IceServer).optional(),
 })
 export type RoomSnapshot = z.infer<typeof RoomSnapshot>
 

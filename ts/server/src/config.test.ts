@@ -42,3 +42,20 @@ test('the control plane variables: JWKS URL, API key, Redis URL and prefix, node
   assert.throws(() => loadConfig({ CONCLAVE_REDIS_URL: 'http://127.0.0.1' }), /CONCLAVE_REDIS_URL/)
   assert.throws(() => loadConfig({ CONCLAVE_JWKS_URL: 'not a url' }), /CONCLAVE_JWKS_URL/)
 })
+
+test('TURN: URLs and secret together, a default TTL of an hour, anything half-set refused', () => {
+  const config = loadConfig({
+    CONCLAVE_TURN_URLS: 'turn:127.0.0.1:3478?transport=udp, turns:turn.example:5349',
+    CONCLAVE_TURN_SECRET: 'shared',
+  })
+  assert.deepEqual(config.turn, { urls: ['turn:127.0.0.1:3478?transport=udp', 'turns:turn.example:5349'], secret: 'shared', ttlSeconds: 3600 })
+  const shorter = loadConfig({ CONCLAVE_TURN_URLS: 'turn:127.0.0.1:3478', CONCLAVE_TURN_SECRET: 's', CONCLAVE_TURN_TTL_SECONDS: '600' })
+  assert.equal(shorter.turn?.ttlSeconds, 600)
+  assert.throws(() => loadConfig({ CONCLAVE_TURN_URLS: 'turn:127.0.0.1:3478' }), /CONCLAVE_TURN_SECRET/)
+  assert.throws(() => loadConfig({ CONCLAVE_TURN_SECRET: 's' }), /CONCLAVE_TURN_URLS/)
+  assert.throws(() => loadConfig({ CONCLAVE_TURN_URLS: 'http://x', CONCLAVE_TURN_SECRET: 's' }), /CONCLAVE_TURN_URLS/)
+  assert.throws(
+    () => loadConfig({ CONCLAVE_TURN_URLS: 'turn:127.0.0.1:3478', CONCLAVE_TURN_SECRET: 's', CONCLAVE_TURN_TTL_SECONDS: '0' }),
+    /CONCLAVE_TURN_TTL_SECONDS/,
+  )
+})

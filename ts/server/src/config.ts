@@ -3,6 +3,7 @@
 import { isIP } from 'node:net'
 import { isLogLevel, type LogLevel } from './log.js'
 import type { ServerOptions } from './server.js'
+import type { TurnOptions } from './turn/turn-credentials.js'
 
 export interface Config extends ServerOptions {
   logLevel: LogLevel
@@ -32,12 +33,29 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   if (env.CONCLAVE_REDIS_URL) config.redisUrl = url(env, 'CONCLAVE_REDIS_URL', ['redis:', 'rediss:'])
   if (env.CONCLAVE_REDIS_PREFIX) config.redisPrefix = env.CONCLAVE_REDIS_PREFIX
   if (env.CONCLAVE_NODE_ID) config.nodeId = env.CONCLAVE_NODE_ID
+  const turn = turnOptions(env)
+  if (turn !== undefined) config.turn = turn
   const level = env.CONCLAVE_LOG_LEVEL
   if (level) {
     if (!isLogLevel(level)) throw new Error(`CONCLAVE_LOG_LEVEL must be debug, info, warn, error or silent, not ${level}`)
     config.logLevel = level
   }
   return config
+}
+
+// Both or neither: URLs without the secret would hand out credentials coturn refuses.
+function turnOptions(env: NodeJS.ProcessEnv): TurnOptions | undefined {
+  const urls = (env.CONCLAVE_TURN_URLS ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  const secret = env.CONCLAVE_TURN_SECRET
+  if (urls.length === 0 && !secret) return undefined
+  if (urls.length === 0 || !secret) throw new Error('CONCLAVE_TURN_URLS and CONCLAVE_TURN_SECRET must be set together')
+  for (const entry of urls) {
+    if (!/^turns?:[^\s]+$/.test(entry)) throw new Error(`CONCLAVE_TURN_URLS must hold turn: or turns: URLs, not ${entry}`)
+  }
+  const rawTtl = env.CONCLAVE_TURN_TTL_SECONDS
+  const ttlSeconds = rawTtl ? Number(rawTtl) : 3600
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new Error(`CONCLAVE_TURN_TTL_SECONDS must be a positive integer, not ${rawTtl}`)
+  return { urls, secret, ttlSeconds }
 }
 
 function port(env: NodeJS.ProcessEnv, name: string): number | undefined {

@@ -21,6 +21,7 @@ import { RoomService } from './rooms/room-service.js'
 import { MemoryRoomStore } from './state/memory-room-store.js'
 import { RedisRoomStore } from './state/redis/redis-room-store.js'
 import type { RoomStore } from './state/room-store.js'
+import type { TurnOptions } from './turn/turn-credentials.js'
 
 export interface ServerOptions {
   /** HTTP (and WebSocket) port; 0 picks a free one. Default 8080. */
@@ -48,6 +49,8 @@ export interface ServerOptions {
   redisUrl?: string
   /** Prefix of every Redis key and channel. Default `conclave:`. */
   redisPrefix?: string
+  /** TURN relays whose time-limited credentials every joining participant receives. Default none. */
+  turn?: TurnOptions
   /** This instance's name in participant records. Default a random one. */
   nodeId?: string
   /** How long a participant's record outlives its node's last renewal, in ms. Default 30 000 (renewed every third of it). */
@@ -85,6 +88,7 @@ export async function createServer({
   apiKey,
   redisUrl,
   redisPrefix,
+  turn,
   nodeId = `node-${randomBytes(4).toString('hex')}`,
   leaseMs = 30_000,
   media: givenMedia,
@@ -128,6 +132,7 @@ export async function createServer({
     nodeId,
     log: log.child({ component: 'meeting', nodeId }),
     refreshIntervalMs: Math.max(100, Math.floor(leaseMs / 3)),
+    ...(turn ? { turn } : {}),
   })
   const meetingService = meeting
   const assets = await loadStaticAssets(assetsDir)

@@ -92,6 +92,28 @@ describe('MeetingService through signaling', () => {
     assert.equal(joined.waiting, undefined, 'guests do not see the waiting room')
   })
 
+  test('with TURN configured, joined and admitted carry relay credentials for the identity; without it, none', async () => {
+    const before = await connect('Plain')
+    const plain = before.sent[0]
+    assert.ok(plain?.type === 'joined')
+    assert.equal(plain.iceServers, undefined)
+    const turn = { urls: ['turn:127.0.0.1:3478?transport=udp'], secret: 'north-secret', ttlSeconds: 600 }
+    plane = createControlPlane(media, { turn })
+    await plane.meeting.createRoom({ room: ROOM, waitingRoom: true, locked: false, emptyTimeoutSeconds: 60 })
+    const host = await connect('Host', 'host')
+    const joined = host.sent[0]
+    assert.ok(joined?.type === 'joined')
+    const [relay] = joined.iceServers ?? []
+    assert.deepEqual(relay?.urls, turn.urls)
+    assert.match(relay?.username ?? '', /^\d+:host$/)
+    assert.ok(relay?.credential)
+    const guest = await connect('Guest')
+    assert.equal(codeOf(await host.request({ type: 'admit', participantId: guest.id })), 'done')
+    const admitted = await eventually('the guest to be admitted', () => guest.events('admitted')[0])
+    assert.ok(admitted.type === 'admitted')
+    assert.match(admitted.iceServers?.[0]?.username ?? '', /^\d+:guest$/)
+  })
+
   test('in a room with a waiting room a guest waits, the host sees it, admits it, and it joins without reconnecting', async () => {
     await plane.meeting.createRoom({ room: ROOM, waitingRoom: true, locked: false, emptyTimeoutSeconds: 60 })
     const host = await connect('Host', 'host')

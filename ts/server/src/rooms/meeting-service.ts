@@ -25,6 +25,7 @@ import { type Principal, authorizeRoom } from '../auth/authenticator.js'
 import type { ClusterEvent, EventBus } from '../cluster/event-bus.js'
 import type { Logger } from '../log.js'
 import type { AddOutcome, ParticipantPatch, ParticipantRecord, RoomRecord, RoomStore } from '../state/room-store.js'
+import { type TurnOptions, turnIceServers } from '../turn/turn-credentials.js'
 import { sendingSections } from './offer-sections.js'
 import { type Participant, type PublishedTrack, newParticipantId } from './participant.js'
 import type { Negotiated, RoomService } from './room-service.js'
@@ -53,6 +54,8 @@ export interface MeetingServiceOptions {
   refreshIntervalMs?: number
   /** Whether a join may create its room. Default true. */
   joinCreatesRoom?: boolean
+  /** TURN relays: each entering member gets credentials for its identity. */
+  turn?: TurnOptions
   now?: () => number
 }
 
@@ -80,6 +83,7 @@ export class MeetingService {
   readonly #nodeId: string
   readonly #log: Logger
   readonly #joinCreatesRoom: boolean
+  readonly #turn: TurnOptions | undefined
   readonly #now: () => number
   readonly #local = new Map<ParticipantId, LocalMember>()
   readonly #unsubscribe: () => void
@@ -87,13 +91,14 @@ export class MeetingService {
   readonly #applying = new SerialQueue()
   readonly #refresher: NodeJS.Timeout
 
-  constructor({ rooms, store, bus, nodeId, log, refreshIntervalMs = 10_000, joinCreatesRoom = true, now = Date.now }: MeetingServiceOptions) {
+  constructor({ rooms, store, bus, nodeId, log, refreshIntervalMs = 10_000, joinCreatesRoom = true, turn, now = Date.now }: MeetingServiceOptions) {
     this.#rooms = rooms
     this.#store = store
     this.#bus = bus
     this.#nodeId = nodeId
     this.#log = log
     this.#joinCreatesRoom = joinCreatesRoom
+    this.#turn = turn
     this.#now = now
     this.#unsubscribe = bus.subscribe((event) => {
       this.#applying
@@ -392,6 +397,7 @@ export class MeetingService {
       tracks: media.room.snapshotFor(media).tracks,
     }
     if (isModerator(record.role)) snapshot.waiting = waitingOf(everyone)
+    if (this.#turn) snapshot.iceServers = turnIceServers(this.#turn, record.identity, this.#now())
     if (!record.grants.hidden) await this.#bus.publish({ type: 'participant-joined', roomId: record.roomId, participant: record })
     return snapshot
   }

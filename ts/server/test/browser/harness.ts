@@ -111,10 +111,20 @@ export async function expectMediaFlowing(page: Page, who: string, { videoStreams
   )
 }
 
-/** Opens the meeting page and joins `room` as `name` through the form, as a person would. */
-export async function joinMeeting(browser: Browser, server: ConclaveServer, room: string, name: string, token?: string): Promise<Page> {
+/** Opens the meeting page (with extra `query` parameters, e.g. `relay=1`) and joins `room` as `name` through the form, as a person would. */
+export async function joinMeeting(
+  browser: Browser,
+  server: ConclaveServer,
+  room: string,
+  name: string,
+  token?: string,
+  query: Record<string, string> = {},
+): Promise<Page> {
   const page = await browser.newPage()
-  await page.goto(`${server.url}/${token === undefined ? '' : `?token=${encodeURIComponent(token)}`}`)
+  const params = new URLSearchParams(query)
+  if (token !== undefined) params.set('token', token)
+  const search = params.toString()
+  await page.goto(`${server.url}/${search === '' ? '' : `?${search}`}`)
   await page.type('#room', room)
   await page.type('#name', name)
   await page.click('#join')

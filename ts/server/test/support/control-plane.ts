@@ -11,6 +11,7 @@ import { MeetingService } from '../../src/rooms/meeting-service.js'
 import { RoomService } from '../../src/rooms/room-service.js'
 import { MemoryRoomStore } from '../../src/state/memory-room-store.js'
 import type { RoomStore } from '../../src/state/room-store.js'
+import type { TurnOptions } from '../../src/turn/turn-credentials.js'
 import { quietLog } from './media-engines.js'
 
 export interface ControlPlaneOptions {
@@ -19,12 +20,13 @@ export interface ControlPlaneOptions {
   store?: RoomStore
   bus?: EventBus
   nodeId?: string
+  turn?: TurnOptions
 }
 
-export function createControlPlane(media: MediaEngine, { jwtSecret, apiKey, store = new MemoryRoomStore(), bus = new MemoryEventBus(), nodeId = 'node-test' }: ControlPlaneOptions = {}) {
+export function createControlPlane(media: MediaEngine, { jwtSecret, apiKey, store = new MemoryRoomStore(), bus = new MemoryEventBus(), nodeId = 'node-test', turn }: ControlPlaneOptions = {}) {
   let meeting: MeetingService | undefined
   const rooms = new RoomService({ media, log: quietLog, onTrackChange: (track, change) => meeting?.trackChanged(track, change) })
-  meeting = new MeetingService({ rooms, store, bus, nodeId, log: quietLog })
+  meeting = new MeetingService({ rooms, store, bus, nodeId, log: quietLog, ...(turn ? { turn } : {}) })
   const auth = createAuth({ jwtSecret, log: quietLog })
   const app = createApp({ rooms, meeting, store, auth, apiKey, log: quietLog, assets: new Map() })
   const service = meeting
