@@ -64,6 +64,28 @@ impl Outbox {
         });
     }
 
+    /// Encrypts `out` with `peer`'s SRTP keys, queues it to the peer's path and counts it; without
+    /// a path or keys the buffer goes back to the pool and nothing is sent.
+    fn send_protected(&mut self, peer: &mut Peer, mut out: Vec<u8>, packet: Packet) {
+        let (Some(destination), Some(outbound)) =
+            (peer.ice.selected(), peer.srtp_outbound.as_mut())
+        else {
+            self.free.push(out);
+            return;
+        };
+        let protected = match packet {
+            Packet::Rtp => outbound.protect_rtp(&mut out),
+            Packet::Rtcp => outbound.protect_rtcp(&mut out),
+        };
+        if protected.is_err() {
+            self.free.push(out);
+            return;
+        }
+        peer.counters.packets_sent += 1;
+        peer.counters.bytes_sent += out.len() as u64;
+        self.send(destination, out);
+    }
+
     fn send_copy(&mut self, destination: SocketAddr, data: &[u8]) {
         let mut buffer = self.buffer();
         buffer.extend_from_slice(data);
@@ -1320,19 +1342,14 @@ impl Engine {
         let Some(publisher) = self.peers.get_mut(&track.publisher) else {
             return;
         };
-        let (Some(outbound), Some(destination)) =
-            (publisher.srtp_outbound.as_mut(), publisher.ice.selected())
-        else {
+        if !publisher.is_connected() {
             return;
-        };
+        }
         layer.last_keyframe_request = Some(now);
         let mut out = self.outbox.buffer();
         rtcp::write_pli(&mut out, publisher.rtcp_ssrc, media_ssrc);
-        if outbound.protect_rtcp(&mut out).is_err() {
-            return;
-        }
         publisher.counters.keyframe_requests_sent += 1;
-        self.outbox.send(destination, out);
+        self.outbox.send_protected(publisher, out, Packet::Rtcp);
         self.events.push_back(Event::KeyframeRequested {
             track: track_id,
             by,
@@ -1588,12 +1605,12 @@ impl Engine {
         let Some(peer) = peers.get_mut(&peer_id) else {
             return;
         };
-        let (Some(destination), Some(recorder)) =
-            (peer.ice.selected(), peer.twcc_recorder.as_mut())
-        else {
-            return;
-        };
-        if recorder.poll_timeout().is_none_or(|due| now < due) {
+        if peer
+            .twcc_recorder
+            .as_ref()
+            .and_then(TwccRecorder::poll_timeout)
+            .is_none_or(|due| now < due)
+        {
             return;
         }
         let media_ssrc = peer
@@ -1606,22 +1623,18 @@ impl Engine {
                 _ => None,
             })
             .unwrap_or(0);
+        let Some(mut recorder) = peer.twcc_recorder.take() else {
+            return;
+        };
         loop {
             let mut out = outbox.buffer();
             if !recorder.poll_feedback(now, peer.rtcp_ssrc, media_ssrc, &mut out) {
                 outbox.free.push(out);
-                return;
+                break;
             }
-            let Some(outbound) = peer.srtp_outbound.as_mut() else {
-                return;
-            };
-            if outbound.protect_rtcp(&mut out).is_err() {
-                return;
-            }
-            peer.counters.packets_sent += 1;
-            peer.counters.bytes_sent += out.len() as u64;
-            outbox.send(destination, out);
+            outbox.send_protected(peer, out, Packet::Rtcp);
         }
+        peer.twcc_recorder = Some(recorder);
     }
 
     /// Padding-only RTP on a retransmission SSRC, as the bandwidth prober asks (RFC 4588 streams
@@ -1632,26 +1645,26 @@ impl Engine {
         let Some(peer) = peers.get_mut(&peer_id) else {
             return;
         };
-        let (Some(destination), Some(twcc_id)) = (peer.ice.selected(), peer.twcc_extension) else {
+        let Some(twcc_id) = peer.twcc_extension else {
             return;
         };
-        let Some(downlink) = peer.downlink.as_deref_mut() else {
-            return;
-        };
-        if !downlink.prober.is_probing() {
+        if !peer
+            .downlink
+            .as_ref()
+            .is_some_and(|d| d.prober.is_probing())
+        {
             return;
         }
-        let Some(slot) = peer.slots.iter_mut().find(|s| {
-            s.rtx_ssrc.is_some()
-                && s.subscription.is_some()
-                && s.payload_types.iter().any(|p| p.rtx_pt.is_some())
-        }) else {
+        let Some((slot_index, rtx_ssrc, rtx_pt)) =
+            peer.slots.iter().enumerate().find_map(|(i, s)| {
+                let rtx_pt = s.payload_types.iter().find_map(|p| p.rtx_pt)?;
+                s.subscription.as_ref()?;
+                Some((i, s.rtx_ssrc?, rtx_pt))
+            })
+        else {
             return;
         };
-        let (Some(rtx_ssrc), Some(rtx_pt)) = (
-            slot.rtx_ssrc,
-            slot.payload_types.iter().find_map(|p| p.rtx_pt),
-        ) else {
+        let Some(mut downlink) = peer.downlink.take() else {
             return;
         };
         while let Some(padding) = downlink.prober.poll_padding(now) {
@@ -1661,6 +1674,7 @@ impl Engine {
                 downlink
                     .sender
                     .on_send(now, overhead + padding_len, Some(padding.cluster));
+            let slot = &mut peer.slots[slot_index];
             slot.rtx_sequence = slot.rtx_sequence.wrapping_add(1);
             let mut out = outbox.buffer();
             write_rtp_header(&mut out, false, rtx_pt, slot.rtx_sequence, 0, rtx_ssrc);
@@ -1668,16 +1682,9 @@ impl Engine {
             append_twcc_extension(&mut out, twcc_id, transport_sequence);
             out.resize(out.len() + padding_len - 1, 0);
             out.push(padding_len as u8);
-            let Some(outbound) = peer.srtp_outbound.as_mut() else {
-                return;
-            };
-            if outbound.protect_rtp(&mut out).is_err() {
-                return;
-            }
-            peer.counters.packets_sent += 1;
-            peer.counters.bytes_sent += out.len() as u64;
-            outbox.send(destination, out);
+            outbox.send_protected(peer, out, Packet::Rtp);
         }
+        peer.downlink = Some(downlink);
     }
 
     /// One compound RTCP packet per peer: a sender report for each stream we send it, a receiver
@@ -1694,10 +1701,7 @@ impl Engine {
         let Some(peer) = peers.get_mut(&peer_id) else {
             return;
         };
-        let Some(destination) = peer.ice.selected() else {
-            return;
-        };
-        if peer.srtp_outbound.is_none() {
+        if peer.ice.selected().is_none() || peer.srtp_outbound.is_none() {
             return;
         }
         let mut out = outbox.buffer();
@@ -1786,15 +1790,7 @@ impl Engine {
             first_sender.unwrap_or(peer.rtcp_ssrc),
             &peer.cname,
         );
-        let Some(outbound) = peer.srtp_outbound.as_mut() else {
-            return;
-        };
-        if outbound.protect_rtcp(&mut out).is_err() {
-            return;
-        }
-        peer.counters.packets_sent += 1;
-        peer.counters.bytes_sent += out.len() as u64;
-        outbox.send(destination, out);
+        outbox.send_protected(peer, out, Packet::Rtcp);
     }
 }
 
