@@ -559,11 +559,10 @@ mod tests {
         assert!(client_keys.we_are_client && !server_keys.we_are_client);
     }
 
-    #[test]
-    fn the_server_settles_on_aes_gcm_even_when_the_client_lists_aes_cm_first() {
+    /// A client that lists AES-CM before AES-GCM, as Chromium does, and our server.
+    fn client_listing_aes_cm_first_and_server() -> (DtlsTransport, DtlsTransport) {
         let client_identity = DtlsIdentity::generate().unwrap();
         let server_identity = DtlsIdentity::generate().unwrap();
-        // Chromium's order: AES-CM before AES-GCM.
         let profiles = [
             SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
             SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
@@ -577,7 +576,7 @@ mod tests {
             &profiles,
         )
         .unwrap();
-        let mut client = DtlsTransport {
+        let client = DtlsTransport {
             endpoint: new_endpoint(DtlsRole::Client, &config),
             role: DtlsRole::Client,
             config,
@@ -588,12 +587,18 @@ mod tests {
             connected: false,
             held_hello: None,
         };
-        let mut server = DtlsTransport::new(
+        let server = DtlsTransport::new(
             &server_identity,
             DtlsRole::Server,
             decode_fingerprint(client_identity.fingerprint_sha256()),
         )
         .unwrap();
+        (client, server)
+    }
+
+    #[test]
+    fn the_server_settles_on_aes_gcm_even_when_the_client_lists_aes_cm_first() {
+        let (mut client, mut server) = client_listing_aes_cm_first_and_server();
         let (client_keys, server_keys, failures) = handshake(&mut client, &mut server);
         assert!(failures.is_empty(), "{failures:?}");
         assert_eq!(server_keys.unwrap().profile_id, SRTP_AEAD_AES_128_GCM);
@@ -623,38 +628,7 @@ mod tests {
 
     #[test]
     fn a_fragmented_client_hello_is_reassembled_and_aes_gcm_still_chosen() {
-        let client_identity = DtlsIdentity::generate().unwrap();
-        let server_identity = DtlsIdentity::generate().unwrap();
-        let profiles = [
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-        ];
-        let server_fingerprint = decode_fingerprint(server_identity.fingerprint_sha256());
-        let config = build_config(
-            &client_identity.certificate,
-            &client_identity.provider,
-            DtlsRole::Client,
-            server_fingerprint.clone(),
-            &profiles,
-        )
-        .unwrap();
-        let mut client = DtlsTransport {
-            endpoint: new_endpoint(DtlsRole::Client, &config),
-            role: DtlsRole::Client,
-            config,
-            certificate: client_identity.certificate.clone(),
-            provider: client_identity.provider.clone(),
-            remote_fingerprint_sha256: server_fingerprint,
-            started: false,
-            connected: false,
-            held_hello: None,
-        };
-        let mut server = DtlsTransport::new(
-            &server_identity,
-            DtlsRole::Server,
-            decode_fingerprint(client_identity.fingerprint_sha256()),
-        )
-        .unwrap();
+        let (mut client, mut server) = client_listing_aes_cm_first_and_server();
         let now = crate::test_epoch();
         client.start(now);
         let hello = client.poll_transmit().unwrap();
