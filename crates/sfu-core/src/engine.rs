@@ -559,11 +559,7 @@ impl Engine {
             .peers
             .get_mut(&subscriber)
             .ok_or(SfuError::UnknownPeer(subscriber))?;
-        if peer.slots.iter().any(|s| {
-            s.subscription
-                .as_ref()
-                .is_some_and(|sub| sub.track == track_id)
-        }) {
+        if peer.slot_of_track(track_id).is_some() {
             return Err(SfuError::AlreadySubscribed {
                 peer: subscriber,
                 track: track_id,
@@ -616,23 +612,25 @@ impl Engine {
         Ok(result)
     }
 
-    pub fn unsubscribe(&mut self, subscriber: PeerId, track_id: TrackId) -> Result<(), SfuError> {
+    /// The subscriber and the index of the slot carrying `track` to it.
+    fn subscribed_slot(
+        &mut self,
+        subscriber: PeerId,
+        track: TrackId,
+    ) -> Result<(&mut Peer, usize), SfuError> {
         let peer = self
             .peers
             .get_mut(&subscriber)
             .ok_or(SfuError::UnknownPeer(subscriber))?;
-        let slot_index = peer
-            .slots
-            .iter()
-            .position(|s| {
-                s.subscription
-                    .as_ref()
-                    .is_some_and(|sub| sub.track == track_id)
-            })
-            .ok_or(SfuError::NotSubscribed {
-                peer: subscriber,
-                track: track_id,
-            })?;
+        let slot = peer.slot_of_track(track).ok_or(SfuError::NotSubscribed {
+            peer: subscriber,
+            track,
+        })?;
+        Ok((peer, slot))
+    }
+
+    pub fn unsubscribe(&mut self, subscriber: PeerId, track_id: TrackId) -> Result<(), SfuError> {
+        let (peer, slot_index) = self.subscribed_slot(subscriber, track_id)?;
         peer.slots[slot_index].subscription = None;
         if let Some(track) = self.tracks.get_mut(&track_id) {
             track
@@ -1457,19 +1455,10 @@ impl Engine {
         track: TrackId,
         max_temporal_layer: Option<u8>,
     ) -> Result<(), SfuError> {
-        let peer = self
-            .peers
-            .get_mut(&subscriber)
-            .ok_or(SfuError::UnknownPeer(subscriber))?;
-        let subscription = peer
-            .slots
-            .iter_mut()
-            .find_map(|s| s.subscription.as_mut().filter(|sub| sub.track == track))
-            .ok_or(SfuError::NotSubscribed {
-                peer: subscriber,
-                track,
-            })?;
-        subscription.max_temporal_layer = max_temporal_layer;
+        let (peer, slot_index) = self.subscribed_slot(subscriber, track)?;
+        if let Some(subscription) = peer.slots[slot_index].subscription.as_mut() {
+            subscription.max_temporal_layer = max_temporal_layer;
+        }
         Ok(())
     }
 
@@ -1483,22 +1472,7 @@ impl Engine {
         max_height: Option<u16>,
         now: Instant,
     ) -> Result<(), SfuError> {
-        let peer = self
-            .peers
-            .get_mut(&subscriber)
-            .ok_or(SfuError::UnknownPeer(subscriber))?;
-        let slot_index = peer
-            .slots
-            .iter()
-            .position(|s| {
-                s.subscription
-                    .as_ref()
-                    .is_some_and(|sub| sub.track == track)
-            })
-            .ok_or(SfuError::NotSubscribed {
-                peer: subscriber,
-                track,
-            })?;
+        let (peer, slot_index) = self.subscribed_slot(subscriber, track)?;
         let subscription = peer.slots[slot_index]
             .subscription
             .as_mut()

@@ -207,6 +207,15 @@ impl Peer {
         self.state == ConnectionState::Connected
     }
 
+    /// The send slot that carries `track` to this peer, if it is subscribed.
+    pub fn slot_of_track(&self, track: TrackId) -> Option<usize> {
+        self.slots.iter().position(|s| {
+            s.subscription
+                .as_ref()
+                .is_some_and(|sub| sub.track == track)
+        })
+    }
+
     pub fn slot_by_ssrc(&self, ssrc: u32) -> Option<usize> {
         self.slots.iter().position(|s| s.ssrc == ssrc)
     }
