@@ -1,30 +1,22 @@
 //! Bandwidth-estimation regression benchmark: the send-side estimator and prober over scripted
 //! simulated links, in simulated time, seeded. Not a test of a browser's estimator.
 //!
-//! A sender paced at the estimate (plus the padding probes the estimator asks for) goes through
-//! `sfu_testkit::link::SimLink`; the receiver's `TwccRecorder` writes transport-cc feedback that
-//! comes back after a fixed delay to `TwccSender` and `BandwidthEstimator`. Per profile it writes
+//! The loop is `sfu_testkit::congestion::CongestionLoop` (the estimator's tests run the same one):
+//! a sender paced at the estimate plus padding probes through a `SimLink`, transport-cc feedback
+//! back to the estimator after a fixed delay. Per profile it writes
 //! `<out>/<profile>.csv` (one row per 100 ms) and a summary section into `RESULTS.md`.
 //!
 //! ```text
 //! bwe-bench [--out bench/bwe/results] [--results bench/RESULTS.md]
 //! ```
 
-use sfu_core::bwe::{BandwidthEstimator, Prober};
-use sfu_core::rtcp::{packets, RtcpPacket};
-use sfu_core::twcc::{PacketResult, TransportFeedback, TwccRecorder, TwccSender};
+use sfu_testkit::congestion::{CongestionLoop, TICK};
 use sfu_testkit::link::{LinkConfig, SimLink};
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use std::{env, fs, io};
 
-const MEDIA_PACKET_BYTES: usize = 1200;
-/// RTP padding-only packets: 12-byte header, transport-cc extension, up to 255 padding bytes.
-const PADDING_PACKET_BYTES: usize = 275;
-const TICK: Duration = Duration::from_millis(1);
-const FEEDBACK_PATH_DELAY: Duration = Duration::from_millis(20);
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 const SEED: u64 = 7;
 
@@ -130,8 +122,7 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-/// Sender, link, receiver and feedback path, stepped 1 ms at a time; sends happen at their exact
-/// paced instants.
+/// The shared congestion loop, stepped 1 ms at a time, sampled every 100 ms.
 fn run(profile: &Profile) -> Vec<Sample> {
     let t0 = epoch();
     let config = LinkConfig {
@@ -146,95 +137,26 @@ fn run(profile: &Profile) -> Vec<Sample> {
     for &(at, bps) in profile.capacity_steps {
         link = link.capacity_step(secs(at), bps);
     }
-    let mut bwe = BandwidthEstimator::new(profile.initial_bps, 30_000, 20_000_000);
-    let mut sender = TwccSender::new();
-    let mut recorder = TwccRecorder::new();
-    let mut prober = Prober::new(PADDING_PACKET_BYTES);
-    let mut in_flight: VecDeque<(Instant, u16)> = VecDeque::with_capacity(4096);
-    let mut feedback_in_flight: VecDeque<(Instant, Vec<u8>)> = VecDeque::with_capacity(64);
-    let mut results: Vec<PacketResult> = Vec::with_capacity(1024);
-    let mut spare_buffers: Vec<Vec<u8>> = (0..64).map(|_| Vec::with_capacity(1500)).collect();
+    let mut congestion = CongestionLoop::new(t0, profile.initial_bps, link);
     let mut samples =
         Vec::with_capacity((profile.duration_s / SAMPLE_EVERY.as_secs_f64()) as usize + 1);
 
-    let mut sent_bytes = 0u64;
     let mut last_sent_bytes = 0u64;
-    let mut last_stats = link.stats();
-    let mut next_media = t0;
+    let mut last_stats = congestion.link().stats();
     let mut next_sample = t0 + SAMPLE_EVERY;
     let end = t0 + secs(profile.duration_s);
     let mut now = t0;
     while now <= end {
-        // Sends due up to now, media and padding in time order.
-        loop {
-            let padding_at = prober.poll_timeout().filter(|&at| at <= now);
-            let media_at = Some(next_media).filter(|&at| at <= now);
-            let (at, size, tag) = match (media_at, padding_at) {
-                (None, None) => break,
-                (Some(m), p) if p.is_none_or(|p| m <= p) => {
-                    let tag = prober.on_media_sent(MEDIA_PACKET_BYTES, m);
-                    let rate = bwe.estimate_bps().max(1) as f64;
-                    next_media = m + secs(MEDIA_PACKET_BYTES as f64 * 8.0 / rate);
-                    (m, MEDIA_PACKET_BYTES, tag)
-                }
-                (_, p) => {
-                    let p = p.unwrap_or(now);
-                    match prober.poll_padding(p) {
-                        Some(padding) => (p, padding.size_bytes, Some(padding.cluster)),
-                        None => continue,
-                    }
-                }
-            };
-            let seq = sender.on_send(at, size, tag);
-            sent_bytes += size as u64;
-            if let Some(arrival) = link.send(at, size) {
-                in_flight.push_back((arrival, seq));
-            }
-        }
-
-        // Arrivals, and the feedback the receiver writes about them.
-        while let Some(&(arrival, seq)) = in_flight.front().filter(|(a, _)| *a <= now) {
-            in_flight.pop_front();
-            recorder.record(seq, arrival);
-        }
-        loop {
-            let mut buf = spare_buffers.pop().unwrap_or_default();
-            buf.clear();
-            if recorder.poll_feedback(now, 1, 2, &mut buf) {
-                feedback_in_flight.push_back((now + FEEDBACK_PATH_DELAY, buf));
-            } else {
-                spare_buffers.push(buf);
-                break;
-            }
-        }
-
-        // Feedback back at the sender.
-        while let Some((_, buf)) = feedback_in_flight.front().filter(|(at, _)| *at <= now) {
-            results.clear();
-            for packet in packets(buf) {
-                if let Ok(RtcpPacket::TransportCc(cc)) = packet {
-                    if let Ok(feedback) = TransportFeedback::parse(&cc) {
-                        sender.on_feedback(&feedback, &mut results);
-                    }
-                }
-            }
-            bwe.on_feedback(&results, now);
-            if let Some((_, buf)) = feedback_in_flight.pop_front() {
-                spare_buffers.push(buf);
-            }
-        }
-
-        if let Some(cluster) = bwe.poll_probe(now) {
-            prober.start(cluster, now);
-        }
-
+        congestion.step(now);
         if now >= next_sample {
+            let link = congestion.link();
             let stats = link.stats();
+            let sent_bytes = congestion.sent_bytes();
             let per_second = 1.0 / SAMPLE_EVERY.as_secs_f64();
             samples.push(Sample {
                 time_s: now.duration_since(t0).as_secs_f64(),
                 capacity_bps: link.capacity_bps(now),
-                estimate_bps: bwe.estimate_bps(),
+                estimate_bps: congestion.estimate_bps(),
                 sent_bps: ((sent_bytes - last_sent_bytes) as f64 * 8.0 * per_second) as u64,
                 delivered_bps: ((stats.delivered_bytes - last_stats.delivered_bytes) as f64
                     * 8.0

@@ -1,16 +1,13 @@
-//! The send-side bandwidth estimator follows a simulated bottleneck: a sender paced at the
-//! estimate (plus the probes it asks for) over `sfu_testkit::link`, transport-cc feedback written
-//! by `TwccRecorder` and read back by `TwccSender`, all in simulated time.
+//! The send-side bandwidth estimator follows a simulated bottleneck: `sfu_testkit::congestion`'s
+//! loop (a sender paced at the estimate plus its probes, transport-cc feedback back to the
+//! estimator), all in simulated time.
 //!
 //! Run with `--nocapture` to see convergence times and queuing delays per phase.
 
-use sfu_core::bwe::{BandwidthEstimator, Prober};
-use sfu_core::rtcp::{packets, RtcpPacket};
-use sfu_core::twcc::{PacketResult, TransportFeedback, TwccRecorder, TwccSender};
+use sfu_testkit::congestion::{CongestionLoop, TICK};
 use sfu_testkit::link::{LinkConfig, SimLink};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Counts allocations made by the current thread while it is counting.
@@ -64,11 +61,6 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-const MEDIA_PACKET_BYTES: usize = 1200;
-/// RTP padding-only packets: 12-byte header, transport-cc extension, up to 255 padding bytes.
-const PADDING_PACKET_BYTES: usize = 275;
-const TICK: Duration = Duration::from_millis(1);
-const FEEDBACK_PATH_DELAY: Duration = Duration::from_millis(20);
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 struct Scenario {
@@ -115,8 +107,7 @@ struct Trace {
     sent: u64,
 }
 
-/// Sender, link, receiver and feedback path, stepped 1 ms at a time; sends happen at their
-/// exact paced instants.
+/// The shared congestion loop, stepped 1 ms at a time, sampled every 10 ms.
 fn run(scenario: &Scenario) -> Trace {
     let t0 = epoch();
     let config = LinkConfig {
@@ -134,14 +125,7 @@ fn run(scenario: &Scenario) -> Trace {
     for &(at, loss) in &scenario.loss_steps {
         link = link.loss_step(secs(at), loss);
     }
-    let mut bwe = BandwidthEstimator::new(scenario.initial_bps, 30_000, 20_000_000);
-    let mut sender = TwccSender::new();
-    let mut recorder = TwccRecorder::new();
-    let mut prober = Prober::new(PADDING_PACKET_BYTES);
-    let mut in_flight: VecDeque<(Instant, u16)> = VecDeque::with_capacity(4096);
-    let mut feedback_in_flight: VecDeque<(Instant, Vec<u8>)> = VecDeque::with_capacity(64);
-    let mut results: Vec<PacketResult> = Vec::with_capacity(1024);
-    let mut spare_buffers: Vec<Vec<u8>> = (0..64).map(|_| Vec::with_capacity(1500)).collect();
+    let mut congestion = CongestionLoop::new(t0, scenario.initial_bps, link);
     let mut trace = Trace {
         samples: Vec::with_capacity(
             (scenario.duration_s / SAMPLE_EVERY.as_secs_f64()) as usize + 1,
@@ -152,7 +136,6 @@ fn run(scenario: &Scenario) -> Trace {
         dropped: 0,
         sent: 0,
     };
-    let mut next_media = t0;
     let mut next_sample = t0;
     let end = t0 + secs(scenario.duration_s);
     let mut now = t0;
@@ -161,87 +144,23 @@ fn run(scenario: &Scenario) -> Trace {
             .count_allocations_after_s
             .is_some_and(|after| now >= t0 + secs(after));
         let before = ALLOCATIONS.with(Cell::get);
-
-        // Sends due up to now, media and padding in time order.
-        loop {
-            let padding_at = prober.poll_timeout().filter(|&at| at <= now);
-            let media_at = Some(next_media).filter(|&at| at <= now);
-            let (at, size, tag) = match (media_at, padding_at) {
-                (None, None) => break,
-                (Some(m), p) if p.is_none_or(|p| m <= p) => {
-                    let tag = counted(count, || prober.on_media_sent(MEDIA_PACKET_BYTES, m));
-                    let rate = bwe.estimate_bps().max(1) as f64;
-                    next_media = m + secs(MEDIA_PACKET_BYTES as f64 * 8.0 / rate);
-                    (m, MEDIA_PACKET_BYTES, tag)
-                }
-                (_, p) => {
-                    let p = p.unwrap_or(now);
-                    match counted(count, || prober.poll_padding(p)) {
-                        Some(padding) => (p, padding.size_bytes, Some(padding.cluster)),
-                        None => continue,
-                    }
-                }
-            };
-            let seq = counted(count, || sender.on_send(at, size, tag));
-            if let Some(arrival) = link.send(at, size) {
-                in_flight.push_back((arrival, seq));
-            }
-        }
-
-        // Arrivals, and the feedback the receiver writes about them.
-        while let Some(&(arrival, seq)) = in_flight.front().filter(|(a, _)| *a <= now) {
-            in_flight.pop_front();
-            counted(count, || recorder.record(seq, arrival));
-        }
-        loop {
-            let mut buf = spare_buffers.pop().unwrap_or_default();
-            buf.clear();
-            if counted(count, || recorder.poll_feedback(now, 1, 2, &mut buf)) {
-                feedback_in_flight.push_back((now + FEEDBACK_PATH_DELAY, buf));
-            } else {
-                spare_buffers.push(buf);
-                break;
-            }
-        }
-
-        // Feedback back at the sender.
-        while let Some((_, buf)) = feedback_in_flight.front().filter(|(at, _)| *at <= now) {
-            counted(count, || {
-                results.clear();
-                for packet in packets(buf) {
-                    if let Ok(RtcpPacket::TransportCc(cc)) = packet {
-                        if let Ok(feedback) = TransportFeedback::parse(&cc) {
-                            sender.on_feedback(&feedback, &mut results);
-                        }
-                    }
-                }
-                bwe.on_feedback(&results, now);
-            });
-            if let Some((_, buf)) = feedback_in_flight.pop_front() {
-                spare_buffers.push(buf);
-            }
-        }
-
-        if let Some(cluster) = counted(count, || bwe.poll_probe(now)) {
-            prober.start(cluster, now);
-            trace.probes += 1;
-        }
-
+        counted(count, || congestion.step(now));
         if count {
             trace.allocations += ALLOCATIONS.with(Cell::get) - before;
         }
         if now >= next_sample {
             trace.samples.push(Sample {
                 at_s: now.duration_since(t0).as_secs_f64(),
-                estimate_bps: bwe.estimate_bps(),
-                capacity_bps: link.capacity_bps(now),
-                queue_delay_ms: link.queue_delay(now).as_secs_f64() * 1e3,
+                estimate_bps: congestion.estimate_bps(),
+                capacity_bps: congestion.link().capacity_bps(now),
+                queue_delay_ms: congestion.link().queue_delay(now).as_secs_f64() * 1e3,
             });
             next_sample += SAMPLE_EVERY;
         }
         now += TICK;
     }
-    let stats = link.stats();
+    trace.probes = congestion.probes_started();
+    let stats = congestion.link().stats();
     trace.lost = stats.lost;
     trace.dropped = stats.dropped;
     trace.sent = stats.sent;

@@ -2,6 +2,7 @@
 //! to an `Engine` over a simulated network with simulated time, so whole sessions run in
 //! milliseconds without sockets or sleeps.
 
+pub mod congestion;
 pub mod link;
 
 use hmac::{Hmac, Mac};
