@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Conclave needs on a fresh Debian machine with Node and Rust. Idempotent.
 #   scripts/setup.sh              npm dependencies (enough to build and run the server)
-#   scripts/setup.sh --for-tests  also Debian packages the tests use (Chromium, Firefox ESR, redis-server, coturn) and cargo-fuzz
+#   scripts/setup.sh --for-tests  also Debian packages the tests use (Chromium, Firefox ESR, redis-server, coturn, Xvfb, PulseAudio, ffmpeg) and cargo-fuzz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for_tests=0
@@ -13,6 +13,11 @@ if [ "$for_tests" = 1 ]; then
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
   command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
+  # The recorder's tests: a virtual display, a sound server and the encoder.
+  command -v Xvfb >/dev/null 2>&1 || need_apt+=(xvfb)
+  command -v xauth >/dev/null 2>&1 || need_apt+=(xauth)
+  command -v pulseaudio >/dev/null 2>&1 || need_apt+=(pulseaudio)
+  command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"

@@ -25,6 +25,10 @@ export declare class MediaWorker {
   createPeer(): Promise<number>
   /** Resolves with the answer SDP. */
   applyOffer(peerId: number, sdp: string): Promise<string>
+  /** Resolves with an offer of one new m-line we send on per entry of `kinds` (`audio`, `video`). */
+  createOffer(peerId: number, kinds: Array<string>): Promise<string>
+  /** Applies the peer's answer to the offer `createOffer` made. */
+  applyAnswer(peerId: number, sdp: string): Promise<void>
   closePeer(peerId: number): Promise<void>
   subscribe(peerId: number, trackId: number): Promise<SubscriptionInfo>
   unsubscribe(peerId: number, trackId: number): Promise<void>
@@ -35,6 +39,29 @@ export declare class MediaWorker {
    * the target changes). Rejects with `not_subscribed`, `peer_not_found` or `invalid_argument`.
    */
   setLayerPreference(peerId: number, trackId: number, preference: LayerPreference): Promise<void>
+  /**
+   * How `peerId`'s downlink favours the track `trackId` over its other video subscriptions:
+   * higher first (default 1; 0..=255). Screen shares and the active speaker's camera get
+   * more; when the estimate runs short the lowest drop to their low layer, or pause. Rejects
+   * with `not_subscribed`, `peer_not_found` or `invalid_argument`.
+   */
+  setPriority(peerId: number, trackId: number, priority: number): Promise<void>
+  /**
+   * Moves `peerId` into media partition `partition` (0 is the main room; breakout rooms):
+   * it then hears and is heard only by peers of that partition, without renegotiation; video
+   * it starts receiving again resumes at a keyframe the engine asks for. Rejects with
+   * `peer_not_found` or `invalid_argument`.
+   */
+  setPartition(peerId: number, partition: number): Promise<void>
+  /**
+   * Tees track `trackId`'s RTP, decrypted, as plain RTP to `destination` (a recorder on this
+   * machine) from the worker's UDP port. Video starts at a keyframe the engine asks for. The
+   * forward ends with the track or with `removeRtpForward`. Rejects with `track_not_found` or
+   * `invalid_argument`; which destinations are allowed is the caller's policy.
+   */
+  addRtpForward(trackId: number, destination: RtpForwardDestination): Promise<RtpForwardInfo>
+  /** Stops an RTP forward; resolves with false if it had already ended (with its track). */
+  removeRtpForward(forwardId: number): Promise<boolean>
   peerStats(peerId: number): Promise<PeerStats>
   stats(): Promise<WorkerStats>
   /**
@@ -60,7 +87,7 @@ export interface LayerPreference {
 
 /** One flat object per event; `type` tells which fields are set. */
 export interface MediaEvent {
-  type: 'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'layer-switched' | 'speaking-changed' | 'worker-restarted'
+  type: 'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'layer-switched' | 'speaking-changed' | 'layers-needed' | 'worker-restarted'
   peerId?: number
   trackId?: number
   kind?: 'audio' | 'video'
@@ -77,6 +104,11 @@ export interface MediaEvent {
   layer?: number
   /** `speaking-changed`: whether the audio track's publisher now speaks. */
   speaking?: boolean
+  /**
+   * `layers-needed`: per encoding of the publisher's simulcast track (in its offer's RID
+   * order), whether it should send (dynacast).
+   */
+  active?: Array<boolean>
 }
 
 export interface PeerStats {
@@ -98,6 +130,29 @@ export interface PeerStats {
   availableOutgoingBitrateBps: number
 }
 
+/** Where an RTP forward sends a track's plain RTP. */
+export interface RtpForwardDestination {
+  /** An IP address, e.g. "127.0.0.1". */
+  address: string
+  port: number
+}
+
+/** A started RTP forward: what a receiver's SDP needs to describe the stream. */
+export interface RtpForwardInfo {
+  id: number
+  trackId: number
+  kind: 'audio' | 'video'
+  /** "ip:port" */
+  destination: string
+  ssrc: number
+  payloadType: number
+  /** The codec's rtpmap name: "opus", "VP8", "H264", "VP9" or "AV1". */
+  codec: string
+  clockRate: number
+  /** 2 for Opus; absent for video. */
+  channels?: number
+}
+
 export interface SubscriptionInfo {
   mid: string
   ssrc: number
@@ -112,6 +167,11 @@ export interface WorkerOptions {
   announcedAddress: string
   /** Port put in answers, default the bound port. */
   announcedPort?: number
+  /**
+   * Audio last-N: each subscriber is sent only this many of its loudest audio tracks.
+   * Default 0: all of them.
+   */
+  audioLastN?: number
 }
 
 export interface WorkerStats {

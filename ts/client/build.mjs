@@ -9,7 +9,7 @@ const outdir = here('./dist/public/')
 
 await mkdir(outdir, { recursive: true })
 await build({
-  entryPoints: [here('./src/meeting-page.ts'), here('./src/whip-page.ts'), here('./src/whep-page.ts')],
+  entryPoints: [here('./src/meeting-page.ts'), here('./src/whip-page.ts'), here('./src/whep-page.ts'), here('./src/recorder-page.ts')],
   outdir,
   bundle: true,
   format: 'esm',

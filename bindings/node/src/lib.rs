@@ -13,12 +13,13 @@ mod objects;
 use crate::delivery::{promise, settle_now, Deliveries};
 use crate::error::{ErrorCode, Failure};
 use crate::objects::{
-    LayerPreference, MediaEvent, PeerStats, SubscriptionInfo, WorkerOptions, WorkerStats,
+    LayerPreference, MediaEvent, PeerStats, RtpForwardDestination, RtpForwardInfo,
+    SubscriptionInfo, WorkerOptions, WorkerStats,
 };
 use napi::bindgen_prelude::*;
 use napi::JsValue;
 use napi_derive::napi;
-use sfu_core::{PeerId, TrackId};
+use sfu_core::{PeerId, RtpForwardId, TrackId};
 use sfu_driver::{Command, Reply, Worker, WorkerConfig, WorkerEvent, WorkerHandle};
 use std::net::{IpAddr, SocketAddr};
 
@@ -106,6 +107,37 @@ impl MediaWorker {
         self.command(env, command, |answer| answer)
     }
 
+    /// Resolves with an offer of one new m-line we send on per entry of `kinds` (`audio`, `video`).
+    #[napi]
+    pub fn create_offer<'env>(
+        &self,
+        env: &'env Env,
+        peer_id: f64,
+        kinds: Vec<String>,
+    ) -> Result<PromiseRaw<'env, String>> {
+        let command = peer(peer_id).and_then(|peer| {
+            let kinds = kinds
+                .iter()
+                .map(|kind| media_kind(kind))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(move |reply| Command::CreateOffer { peer, kinds, reply })
+        });
+        self.command(env, command, |offer| offer)
+    }
+
+    /// Applies the peer's answer to the offer `createOffer` made.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn apply_answer<'env>(
+        &self,
+        env: &'env Env,
+        peer_id: f64,
+        sdp: String,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let command =
+            peer(peer_id).map(|peer| move |reply| Command::ApplyAnswer { peer, sdp, reply });
+        self.command(env, command, |()| ())
+    }
+
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close_peer<'env>(&self, env: &'env Env, peer_id: f64) -> Result<PromiseRaw<'env, ()>> {
         let command = peer(peer_id).map(|peer| move |reply| Command::ClosePeer { peer, reply });
@@ -182,6 +214,98 @@ impl MediaWorker {
                 })
             });
         self.command(env, command, |()| ())
+    }
+
+    /// How `peerId`'s downlink favours the track `trackId` over its other video subscriptions:
+    /// higher first (default 1; 0..=255). Screen shares and the active speaker's camera get
+    /// more; when the estimate runs short the lowest drop to their low layer, or pause. Rejects
+    /// with `not_subscribed`, `peer_not_found` or `invalid_argument`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn set_priority<'env>(
+        &self,
+        env: &'env Env,
+        peer_id: f64,
+        track_id: f64,
+        priority: f64,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let command = peer(peer_id)
+            .and_then(|peer| Ok((peer, track(track_id)?)))
+            .and_then(|(peer, track)| {
+                let priority = integer(priority, "priority", u8::MAX.into())? as u8;
+                Ok(move |reply| Command::SetPriority {
+                    peer,
+                    track,
+                    priority,
+                    reply,
+                })
+            });
+        self.command(env, command, |()| ())
+    }
+
+    /// Moves `peerId` into media partition `partition` (0 is the main room; breakout rooms):
+    /// it then hears and is heard only by peers of that partition, without renegotiation; video
+    /// it starts receiving again resumes at a keyframe the engine asks for. Rejects with
+    /// `peer_not_found` or `invalid_argument`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn set_partition<'env>(
+        &self,
+        env: &'env Env,
+        peer_id: f64,
+        partition: f64,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let command = peer(peer_id).and_then(|peer| {
+            let partition = integer(partition, "partition", u32::MAX.into())? as u32;
+            Ok(move |reply| Command::SetPartition {
+                peer,
+                partition,
+                reply,
+            })
+        });
+        self.command(env, command, |()| ())
+    }
+
+    /// Tees track `trackId`'s RTP, decrypted, as plain RTP to `destination` (a recorder on this
+    /// machine) from the worker's UDP port. Video starts at a keyframe the engine asks for. The
+    /// forward ends with the track or with `removeRtpForward`. Rejects with `track_not_found` or
+    /// `invalid_argument`; which destinations are allowed is the caller's policy.
+    #[napi]
+    pub fn add_rtp_forward<'env>(
+        &self,
+        env: &'env Env,
+        track_id: f64,
+        destination: RtpForwardDestination,
+    ) -> Result<PromiseRaw<'env, RtpForwardInfo>> {
+        let command = track(track_id).and_then(|track| {
+            let ip = parse_ip(&destination.address, "address")?;
+            let port = port(destination.port, "port")?;
+            if port == 0 || ip.is_unspecified() {
+                return Err(Failure::invalid_argument(format!(
+                    "an RTP forward needs a concrete address and port, got {}:{port}",
+                    destination.address
+                )));
+            }
+            let destination = SocketAddr::new(ip, port);
+            Ok(move |reply| Command::AddRtpForward {
+                track,
+                destination,
+                reply,
+            })
+        });
+        self.command(env, command, RtpForwardInfo::from)
+    }
+
+    /// Stops an RTP forward; resolves with false if it had already ended (with its track).
+    #[napi]
+    pub fn remove_rtp_forward<'env>(
+        &self,
+        env: &'env Env,
+        forward_id: f64,
+    ) -> Result<PromiseRaw<'env, bool>> {
+        let command = integer(forward_id, "forwardId", u32::MAX.into()).map(|id| {
+            let id = RtpForwardId(id as u32);
+            move |reply| Command::RemoveRtpForward { id, reply }
+        });
+        self.command(env, command, |existed| existed)
     }
 
     #[napi]
@@ -273,6 +397,9 @@ fn worker_config(options: &WorkerOptions) -> std::result::Result<WorkerConfig, F
             .announced_addr
             .set_port(self::port(announced_port, "announcedPort")?);
     }
+    if let Some(last_n) = options.audio_last_n {
+        config.engine.audio_last_n = integer(last_n, "audioLastN", 1024.0)? as usize;
+    }
     config.fault_injection = std::env::var(FAULT_INJECTION_ENV).is_ok_and(|value| value == "1");
     Ok(config)
 }
@@ -289,6 +416,16 @@ fn port(value: f64, what: &str) -> std::result::Result<u16, Failure> {
 
 fn peer(value: f64) -> std::result::Result<PeerId, Failure> {
     integer(value, "peerId", u32::MAX.into()).map(|id| PeerId(id as u32))
+}
+
+fn media_kind(value: &str) -> std::result::Result<sfu_core::MediaKind, Failure> {
+    match value {
+        "audio" => Ok(sfu_core::MediaKind::Audio),
+        "video" => Ok(sfu_core::MediaKind::Video),
+        other => Err(Failure::invalid_argument(format!(
+            "a kind is audio or video, got {other:?}"
+        ))),
+    }
 }
 
 fn track(value: f64) -> std::result::Result<TrackId, Failure> {

@@ -14,6 +14,9 @@ pub struct WorkerOptions {
     pub announced_address: String,
     /// Port put in answers, default the bound port.
     pub announced_port: Option<f64>,
+    /// Audio last-N: each subscriber is sent only this many of its loudest audio tracks.
+    /// Default 0: all of them.
+    pub audio_last_n: Option<f64>,
 }
 
 /// What a subscriber wants of a simulcast track; an absent field lifts that limit.
@@ -30,7 +33,7 @@ pub struct LayerPreference {
 pub struct MediaEvent {
     #[napi(
         js_name = "type",
-        ts_type = "'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'layer-switched' | 'speaking-changed' | 'worker-restarted'"
+        ts_type = "'peer-connected' | 'peer-disconnected' | 'track-published' | 'track-ended' | 'keyframe-requested' | 'layer-switched' | 'speaking-changed' | 'layers-needed' | 'worker-restarted'"
     )]
     pub kind_of_event: String,
     pub peer_id: Option<u32>,
@@ -48,6 +51,9 @@ pub struct MediaEvent {
     pub layer: Option<u32>,
     /// `speaking-changed`: whether the audio track's publisher now speaks.
     pub speaking: Option<bool>,
+    /// `layers-needed`: per encoding of the publisher's simulcast track (in its offer's RID
+    /// order), whether it should send (dynacast).
+    pub active: Option<Vec<bool>>,
 }
 
 impl MediaEvent {
@@ -64,6 +70,7 @@ impl MediaEvent {
             by: None,
             layer: None,
             speaking: None,
+            active: None,
         }
     }
 }
@@ -121,6 +128,16 @@ impl From<WorkerEvent> for MediaEvent {
                 speaking: Some(speaking),
                 ..MediaEvent::new("speaking-changed")
             },
+            WorkerEvent::Engine(Event::LayersNeeded {
+                peer,
+                track,
+                active,
+            }) => MediaEvent {
+                peer_id: Some(peer.0),
+                track_id: Some(track.0),
+                active: Some(active),
+                ..MediaEvent::new("layers-needed")
+            },
             WorkerEvent::Restarted { reason } => MediaEvent {
                 reason: Some(reason),
                 ..MediaEvent::new("worker-restarted")
@@ -140,6 +157,48 @@ impl From<Subscription> for SubscriptionInfo {
         SubscriptionInfo {
             mid: subscription.mid,
             ssrc: subscription.ssrc,
+        }
+    }
+}
+
+/// Where an RTP forward sends a track's plain RTP.
+#[napi(object, object_to_js = false)]
+pub struct RtpForwardDestination {
+    /// An IP address, e.g. "127.0.0.1".
+    pub address: String,
+    pub port: f64,
+}
+
+/// A started RTP forward: what a receiver's SDP needs to describe the stream.
+#[napi(object, object_from_js = false)]
+pub struct RtpForwardInfo {
+    pub id: u32,
+    pub track_id: u32,
+    #[napi(ts_type = "'audio' | 'video'")]
+    pub kind: String,
+    /// "ip:port"
+    pub destination: String,
+    pub ssrc: u32,
+    pub payload_type: u32,
+    /// The codec's rtpmap name: "opus", "VP8", "H264", "VP9" or "AV1".
+    pub codec: String,
+    pub clock_rate: u32,
+    /// 2 for Opus; absent for video.
+    pub channels: Option<u32>,
+}
+
+impl From<sfu_core::RtpForwardInfo> for RtpForwardInfo {
+    fn from(info: sfu_core::RtpForwardInfo) -> Self {
+        RtpForwardInfo {
+            id: info.id.0,
+            track_id: info.track.0,
+            kind: info.kind.as_str().to_owned(),
+            destination: info.destination.to_string(),
+            ssrc: info.ssrc,
+            payload_type: u32::from(info.payload_type),
+            codec: info.codec.to_owned(),
+            clock_rate: info.clock_rate,
+            channels: info.channels.map(u32::from),
         }
     }
 }

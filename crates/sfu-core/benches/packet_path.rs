@@ -1,10 +1,12 @@
 //! Criterion micro-benchmarks of the packet path: the whole engine per incoming packet at fan-out
-//! 1/10/100, SRTP alone, and the wire parsers. `cargo bench -p sfu-core --bench packet_path`.
+//! 1/10/100, SRTP alone, and the wire parsers (the Dependency Descriptor among them).
+//! `cargo bench -p sfu-core --bench packet_path`.
 
 mod common;
 
 use common::{stopwatch, Room};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use sfu_core::dependency_descriptor as dd;
 use sfu_core::srtp::{SrtpContext, SrtpProfile};
 use sfu_core::{rtcp, rtp, sdp, stun};
 use std::hint::black_box;
@@ -191,7 +193,70 @@ fn parsers(c: &mut Criterion) {
     group.bench_function("sdp_chromium_offer", |b| {
         b.iter(|| sdp::parse(black_box(CHROMIUM_OFFER)).expect("parses"))
     });
+
+    // Dependency Descriptors of an L3T3 stream: a delta frame's three bytes (most packets), and
+    // a keyframe's first packet with the whole structure.
+    let structure = l3t3_structure();
+    let mut keyframe = Vec::new();
+    let mut delta = Vec::new();
+    for (out, attach_structure, template_index) in
+        [(&mut keyframe, true, 0), (&mut delta, false, 7)]
+    {
+        dd::write(
+            &structure,
+            &dd::DescriptorFields {
+                start_of_frame: true,
+                end_of_frame: false,
+                template_index,
+                frame_number: 1234,
+                attach_structure,
+                active_decode_targets: None,
+            },
+            out,
+        );
+    }
+    let mut reader = dd::DependencyDescriptorReader::new();
+    reader.read(&keyframe).expect("parses");
+    group.bench_function("dependency_descriptor_delta", |b| {
+        b.iter(|| reader.read(black_box(&delta)).expect("parses"))
+    });
+    group.bench_function("dependency_descriptor_l3t3_structure", |b| {
+        b.iter(|| reader.read(black_box(&keyframe)).expect("parses"))
+    });
     group.finish();
+}
+
+/// L3T3 key-SVC: 9 decode targets, 12 templates (key, T0, T1, T2 per spatial layer), one chain
+/// per spatial layer, three resolutions; about the structure Chromium sends for `L3T3_KEY`.
+fn l3t3_structure() -> dd::FrameDependencyStructure {
+    use dd::Dti::{Discardable, NotPresent, Required, Switch};
+    let mut s = dd::FrameDependencyStructure::new(0, 9);
+    for spatial in 0..3u8 {
+        for (template, temporal) in [(0, 0u8), (1, 0), (2, 1), (3, 2)] {
+            let dtis: [dd::Dti; 9] = std::array::from_fn(|dt| {
+                let (ds, dtt) = (dt as u8 / 3, dt as u8 % 3);
+                match () {
+                    _ if template == 0 && spatial <= ds => Switch,
+                    _ if ds != spatial || temporal > dtt => NotPresent,
+                    _ if temporal == 0 => Required,
+                    _ if temporal == dtt => Discardable,
+                    _ => Switch,
+                }
+            });
+            let fdiffs: &[u8] = match template {
+                0 if spatial == 0 => &[],
+                0 => &[1],
+                1 => &[12],
+                2 => &[6],
+                _ => &[3, 6],
+            };
+            s.push_template(spatial, temporal, &dtis, fdiffs, &[template, 3, 6])
+                .expect("in layer order");
+        }
+    }
+    s.set_chains(3, &[0, 0, 0, 1, 1, 1, 2, 2, 2]);
+    s.set_resolutions(&[(320, 180), (640, 360), (1280, 720)]);
+    s
 }
 
 fn short_runs() -> Criterion {

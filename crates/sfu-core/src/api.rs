@@ -1,6 +1,6 @@
 //! The engine's face: inputs, outputs, events, commands' results and stats.
 
-use crate::ids::{MediaKind, PeerId, TrackId};
+use crate::ids::{MediaKind, PeerId, RtpForwardId, TrackId};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -75,6 +75,15 @@ pub enum Event {
         track: TrackId,
         layer: u8,
     },
+    /// Dynacast: which of a simulcast track's encodings (in the publisher's offer order, its
+    /// RIDs' order) some subscriber needs. The control plane has the publisher's client set
+    /// `encodings[i].active` accordingly, which stops (or restarts) that encoder. Sent only on a
+    /// change; a layer is paused only after nobody needed it for a while.
+    LayersNeeded {
+        peer: PeerId,
+        track: TrackId,
+        active: Vec<bool>,
+    },
     /// A subscriber lost its picture (PLI/FIR) or subscribed: the engine asked the publisher for a
     /// keyframe. Informational, rate limited like the request itself.
     KeyframeRequested {
@@ -90,6 +99,24 @@ pub struct Subscription {
     pub mid: String,
     /// The SSRC the subscriber sees for it.
     pub ssrc: u32,
+}
+
+/// The result of a successful `add_rtp_forward`: what a receiver's SDP needs to describe the
+/// plain RTP stream it will get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpForwardInfo {
+    pub id: RtpForwardId,
+    pub track: TrackId,
+    pub kind: MediaKind,
+    pub destination: SocketAddr,
+    /// The SSRC of the forwarded stream (the engine's own, not the publisher's).
+    pub ssrc: u32,
+    pub payload_type: u8,
+    /// The codec's RTP name as SDP spells it: "opus", "VP8", "H264", "VP9" or "AV1".
+    pub codec: &'static str,
+    pub clock_rate: u32,
+    /// Audio channels of the rtpmap (2 for Opus, RFC 7587 §7); `None` for video.
+    pub channels: Option<u8>,
 }
 
 /// Counters for one peer.
@@ -142,6 +169,10 @@ pub struct EngineConfig {
     pub nack_cache_packets: usize,
     /// Seed for every random number the engine draws (ICE credentials, SSRCs); tests fix it.
     pub seed: u64,
+    /// Audio last-N: each subscriber is sent only the `audio_last_n` loudest of the audio tracks
+    /// it subscribes to (the others pause, their slots' sequence numbers stay continuous). 0 (the
+    /// default) forwards every audio track.
+    pub audio_last_n: usize,
     /// First peer and track id handed out. A replacement engine starts above its predecessor's
     /// [`crate::Engine::id_watermark`] so that ids the control plane still holds never collide.
     pub first_id: u32,
@@ -155,6 +186,7 @@ impl EngineConfig {
             keyframe_request_interval_ms: 350,
             nack_cache_packets: 1024,
             seed: 0x5eed_c0c1_a7e5_0001,
+            audio_last_n: 0,
             first_id: 1,
         }
     }

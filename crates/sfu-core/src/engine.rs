@@ -24,6 +24,14 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+mod adaptive;
+mod local_offer;
+mod partition;
+mod rtp_forward;
+mod scalable;
+
+pub use partition::MAIN_PARTITION;
+
 /// Every pooled datagram buffer has room for a full-size packet plus SRTP/RTX overhead, so
 /// protecting or wrapping in RTX never reallocates.
 const BUFFER_CAPACITY: usize = 1600;
@@ -115,9 +123,11 @@ pub struct Engine {
     keyframe_scratch: Vec<(TrackId, usize)>,
     subscription_scratch: Vec<(PeerId, usize)>,
     next_layer_selection: Instant,
+    adaptive: adaptive::AdaptiveScratch,
     report_blocks: Vec<rtcp::ReportBlock>,
     session_version: u64,
     stats: EngineStats,
+    rtp_forwards: rtp_forward::RtpForwards,
 }
 
 impl Engine {
@@ -145,9 +155,11 @@ impl Engine {
             keyframe_scratch: Vec::new(),
             subscription_scratch: Vec::new(),
             next_layer_selection: now,
+            adaptive: adaptive::AdaptiveScratch::default(),
             report_blocks: Vec::new(),
             session_version: 1,
             stats: EngineStats::default(),
+            rtp_forwards: rtp_forward::RtpForwards::new(first_id),
         })
     }
 
@@ -206,6 +218,8 @@ impl Engine {
                 srtp_inbound: None,
                 state: ConnectionState::New,
                 media: Vec::new(),
+                negotiated: Vec::new(),
+                local_offer: None,
                 slots: Vec::new(),
                 incoming: HashMap::new(),
                 mid_extension: None,
@@ -213,10 +227,12 @@ impl Engine {
                 repaired_rid_extension: None,
                 twcc_extension: None,
                 audio_level_extension: None,
+                dependency_descriptor_extension: None,
                 twcc_recorder: None,
                 downlink: None,
                 rtcp_ssrc,
                 cname,
+                partition: MAIN_PARTITION,
                 counters: PeerCounters::default(),
                 next_report_at: now + REPORT_INTERVAL,
                 created_at: now,
@@ -232,15 +248,23 @@ impl Engine {
         offer_text: &str,
         now: Instant,
     ) -> Result<String, SfuError> {
-        if !self.peers.contains_key(&peer_id) {
-            return Err(SfuError::UnknownPeer(peer_id));
+        match self.peers.get(&peer_id) {
+            None => return Err(SfuError::UnknownPeer(peer_id)),
+            // Offers collided: ours stands (the peer is the polite side and rolls back).
+            Some(peer) if peer.local_offer.is_some() => {
+                return Err(SfuError::InvalidState {
+                    peer: peer_id,
+                    state: "have-local-offer",
+                })
+            }
+            Some(_) => {}
         }
         let offer = sdp::parse(offer_text).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         sdp::validate_offer(&offer).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
-        let (remote_ufrag, _) = offer
+        let (remote_ufrag, remote_pwd) = offer
             .ice_credentials()
             .ok_or_else(|| SfuError::InvalidSdp("no ICE credentials".into()))?;
-        let remote_ufrag = remote_ufrag.to_owned();
+        let (remote_ufrag, remote_pwd) = (remote_ufrag.to_owned(), remote_pwd.to_owned());
         let fingerprint = offer
             .effective_fingerprint()
             .ok_or_else(|| SfuError::InvalidSdp("no a=fingerprint".into()))?;
@@ -272,8 +296,19 @@ impl Engine {
         };
         let mut decisions: Vec<sdp::AnswerMedia> =
             offer.media.iter().map(sdp::select_media).collect();
+        let recyclable: Vec<bool> = {
+            let peer = &self.peers[&peer_id];
+            peer.media
+                .iter()
+                .map(|line| matches!(line, MediaLine::Rejected { .. }))
+                .collect()
+        };
         for (index, decision) in decisions.iter_mut().enumerate() {
             if let Some(existing) = existing_mids.get(index) {
+                // RFC 8829 §5.2.2: a rejected m-line may be reused by a new transceiver, new mid.
+                if recyclable[index] {
+                    continue;
+                }
                 if decision.accepted && decision.mid != *existing {
                     return Err(SfuError::InvalidSdp(format!(
                         "m-line {index} changed its mid from {existing} to {}",
@@ -294,10 +329,12 @@ impl Engine {
         }
 
         let mut new_tracks = Vec::new();
+        let mut ended_tracks = Vec::new();
         for (index, (offered, decision)) in offer.media.iter().zip(decisions.iter_mut()).enumerate()
         {
             let peer = self.peers.get_mut(&peer_id).expect("checked above");
-            if index < peer.media.len() {
+            let recycled = decision.accepted && recyclable.get(index) == Some(&true);
+            if index < peer.media.len() && !recycled {
                 // Renegotiation keeps what each known m-line does; a send slot re-announces its SSRCs.
                 match &peer.media[index] {
                     MediaLine::Send { slot }
@@ -306,23 +343,40 @@ impl Engine {
                         let slot = &peer.slots[*slot];
                         decision.send = Some(send_stream(slot, &peer.cname));
                     }
-                    MediaLine::Publish { .. } if decision.accepted => {}
+                    MediaLine::Publish { .. }
+                        if decision.accepted && decision.direction == sdp::Direction::RecvOnly => {}
+                    MediaLine::Publish { mid, track } => {
+                        // The publisher stopped the transceiver (port 0) or stopped sending on it:
+                        // its track ends and the m-line stays rejected until a transceiver reuses it.
+                        ended_tracks.push(*track);
+                        let mid = mid.clone();
+                        peer.media[index] = MediaLine::Rejected { mid };
+                        decision.accepted = false;
+                    }
                     _ => decision.accepted = false,
                 }
                 continue;
             }
             if !decision.accepted {
-                peer.media.push(MediaLine::Rejected {
-                    mid: decision.mid.clone(),
-                });
+                place_media_line(
+                    &mut peer.media,
+                    index,
+                    MediaLine::Rejected {
+                        mid: decision.mid.clone(),
+                    },
+                );
                 continue;
             }
             let payload_types = payload_types_of(offered, decision);
             if payload_types.is_empty() {
                 decision.accepted = false;
-                peer.media.push(MediaLine::Rejected {
-                    mid: decision.mid.clone(),
-                });
+                place_media_line(
+                    &mut peer.media,
+                    index,
+                    MediaLine::Rejected {
+                        mid: decision.mid.clone(),
+                    },
+                );
                 continue;
             }
             let kind = match offered.kind {
@@ -341,6 +395,10 @@ impl Engine {
                     TWCC_URI => peer.twcc_extension = Some(ext.id),
                     "urn:ietf:params:rtp-hdrext:ssrc-audio-level" => {
                         peer.audio_level_extension = Some(ext.id)
+                    }
+                    // A descriptor with its structure needs two-byte headers (over 16 bytes).
+                    crate::dependency_descriptor::URI if offer.extmap_allow_mixed => {
+                        peer.dependency_descriptor_extension = Some(ext.id)
                     }
                     _ => {}
                 }
@@ -379,10 +437,14 @@ impl Engine {
                         })
                         .unwrap_or_else(|| format!("{peer_id}"));
                     let clock_rate = payload_types[0].codec.clock_rate();
-                    peer.media.push(MediaLine::Publish {
-                        mid: decision.mid.clone(),
-                        track: track_id,
-                    });
+                    place_media_line(
+                        &mut peer.media,
+                        index,
+                        MediaLine::Publish {
+                            mid: decision.mid.clone(),
+                            track: track_id,
+                        },
+                    );
                     if peer.twcc_extension.is_some() && peer.twcc_recorder.is_none() {
                         peer.twcc_recorder = Some(TwccRecorder::new());
                     }
@@ -397,6 +459,8 @@ impl Engine {
                         subscribers: Vec::new(),
                         clock_rate,
                         voice: VoiceActivity::default(),
+                        svc: None,
+                        needs: Default::default(),
                     });
                 }
                 sdp::Direction::SendOnly => {
@@ -420,6 +484,7 @@ impl Engine {
                         rtx_sequence: initial_sequence,
                         packets_sent: 0,
                         octets_sent: 0,
+                        continuation: None,
                     };
                     decision.send = Some(send_stream(&slot, &peer.cname));
                     peer.slots.push(slot);
@@ -427,17 +492,34 @@ impl Engine {
                         peer.downlink = Some(Box::new(DownlinkControl::new()));
                     }
                     let slot = peer.slots.len() - 1;
-                    peer.media.push(MediaLine::Send { slot });
+                    place_media_line(&mut peer.media, index, MediaLine::Send { slot });
                 }
                 _ => {
                     decision.accepted = false;
-                    peer.media.push(MediaLine::Rejected {
-                        mid: decision.mid.clone(),
-                    });
+                    place_media_line(
+                        &mut peer.media,
+                        index,
+                        MediaLine::Rejected {
+                            mid: decision.mid.clone(),
+                        },
+                    );
                 }
             }
         }
 
+        // RFC 8839 §4.4.1.1.1: new remote credentials on a known peer mean an ICE restart.
+        let ice = &self.peers[&peer_id].ice;
+        if ice
+            .remote_ufrag
+            .as_ref()
+            .is_some_and(|known| *known != remote_ufrag)
+            || ice
+                .remote_pwd
+                .as_ref()
+                .is_some_and(|known| *known != remote_pwd)
+        {
+            self.restart_ice(peer_id);
+        }
         let peer = self.peers.get_mut(&peer_id).expect("checked above");
         if peer.dtls.is_none() {
             peer.dtls = Some(DtlsTransport::new(
@@ -448,6 +530,7 @@ impl Engine {
             peer.remote_fingerprint = Some(remote_fingerprint);
         }
         peer.ice.remote_ufrag = Some(remote_ufrag);
+        peer.ice.remote_pwd = Some(remote_pwd);
         let local = sdp::LocalTransport {
             ice_ufrag: peer.ice.local_ufrag.clone(),
             ice_pwd: peer.ice.local_pwd.clone(),
@@ -460,6 +543,12 @@ impl Engine {
         };
         self.session_version += 1;
         let answer = sdp::write_answer(&offer, &local, &decisions, self.session_version);
+        decisions.truncate(offer.media.len());
+        let peer = self.peers.get_mut(&peer_id).expect("checked above");
+        peer.negotiated = decisions;
+        for track_id in ended_tracks {
+            self.end_published_track(peer_id, track_id);
+        }
         for track in new_tracks {
             self.events.push_back(Event::TrackPublished {
                 peer: peer_id,
@@ -472,6 +561,23 @@ impl Engine {
         }
         let _ = now;
         Ok(answer)
+    }
+
+    /// New local ICE credentials for a peer; DTLS and SRTP stay as they are (no new handshake).
+    fn restart_ice(&mut self, peer_id: PeerId) {
+        let ufrag = loop {
+            let candidate = self.random_string(ICE_UFRAG_LEN);
+            if !self.by_ufrag.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        let pwd = self.random_string(ICE_PWD_LEN);
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        self.by_ufrag.remove(&peer.ice.local_ufrag);
+        self.by_ufrag.insert(ufrag.clone(), peer_id);
+        peer.ice.restart(ufrag, pwd);
     }
 
     pub fn close_peer(&mut self, peer_id: PeerId) -> Result<(), SfuError> {
@@ -495,6 +601,33 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Ends one track the peer published: its SSRCs are forgotten, its subscribers' slots freed.
+    fn end_published_track(&mut self, peer_id: PeerId, track_id: TrackId) {
+        if let Some(peer) = self.peers.get_mut(&peer_id) {
+            peer.incoming.retain(|_, stream| match stream {
+                IncomingStream::Media(track, _) | IncomingStream::Retransmission(track, _) => {
+                    *track != track_id
+                }
+            });
+        }
+        let Some(track) = self.tracks.remove(&track_id) else {
+            return;
+        };
+        for (subscriber, slot) in track.subscribers {
+            if let Some(slot) = self
+                .peers
+                .get_mut(&subscriber)
+                .and_then(|p| p.slots.get_mut(slot))
+            {
+                slot.end_subscription();
+            }
+        }
+        self.events.push_back(Event::TrackEnded {
+            peer: peer_id,
+            track: track_id,
+        });
     }
 
     /// Ends the peer's published tracks and drops its subscriptions (it stays known until closed).
@@ -525,21 +658,7 @@ impl Engine {
             }
         }
         for track_id in published {
-            if let Some(track) = self.tracks.remove(&track_id) {
-                for (subscriber, slot) in track.subscribers {
-                    if let Some(slot) = self
-                        .peers
-                        .get_mut(&subscriber)
-                        .and_then(|p| p.slots.get_mut(slot))
-                    {
-                        slot.subscription = None;
-                    }
-                }
-                self.events.push_back(Event::TrackEnded {
-                    peer: peer_id,
-                    track: track_id,
-                });
-            }
+            self.end_published_track(peer_id, track_id);
         }
     }
 
@@ -581,17 +700,26 @@ impl Engine {
         let initial_timestamp = self.rng.next_u32();
         let peer = self.peers.get_mut(&subscriber).expect("looked up above");
         let slot = &mut peer.slots[slot_index];
+        let (rewriter, vp8) = match slot.continuation.take() {
+            Some(previous) => (previous.rewriter, previous.vp8),
+            None => (
+                SequenceRewriter::new(initial_sequence, initial_timestamp),
+                Vp8Continuity::default(),
+            ),
+        };
         slot.subscription = Some(SlotSubscription {
             track: track_id,
-            rewriter: SequenceRewriter::new(initial_sequence, initial_timestamp),
+            rewriter,
             layer: None,
             target_layer: 0,
             max_spatial_layer: None,
             max_height: None,
             max_temporal_layer: None,
             temporal_limit: u8::MAX,
-            vp8: Vp8Continuity::default(),
+            vp8,
+            svc: Default::default(),
             has_sent: false,
+            allotment: Default::default(),
         });
         let result = Subscription {
             mid: slot.mid.clone(),
@@ -600,12 +728,15 @@ impl Engine {
         if let Some(track) = self.tracks.get_mut(&track_id) {
             track.subscribers.push((subscriber, slot_index));
         }
+        self.allocate_downlink(subscriber, now);
         let target = self.choose_layer(subscriber, slot_index, now);
         // Before the subscriber is connected a keyframe would be wasted; connecting asks then.
+        // Across partitions nothing flows, so nothing is asked until they share one.
         if self
             .peers
             .get(&subscriber)
             .is_some_and(|p| p.is_connected())
+            && self.shares_partition(track_id, subscriber)
         {
             self.request_keyframe_from_publisher(track_id, Some(target), Some(subscriber), now);
         }
@@ -631,7 +762,7 @@ impl Engine {
 
     pub fn unsubscribe(&mut self, subscriber: PeerId, track_id: TrackId) -> Result<(), SfuError> {
         let (peer, slot_index) = self.subscribed_slot(subscriber, track_id)?;
-        peer.slots[slot_index].subscription = None;
+        peer.slots[slot_index].end_subscription();
         if let Some(track) = self.tracks.get_mut(&track_id) {
             track
                 .subscribers
@@ -794,10 +925,30 @@ impl Engine {
         if outcome != BindingOutcome::Refreshed {
             self.by_address.insert(source, peer_id);
         }
+        let retired = peer.ice.take_retired();
+        let moved = outcome == BindingOutcome::Nominated && !retired.is_empty();
+        for address in retired {
+            if self.by_address.get(&address) == Some(&peer_id) {
+                self.by_address.remove(&address);
+            }
+        }
         if outcome == BindingOutcome::Nominated {
             if let Some(dtls) = peer.dtls.as_mut() {
                 let result = dtls.start(self.now);
                 self.after_dtls(peer_id, result);
+            }
+        }
+        if moved {
+            // An ICE restart moved the path: what the publisher sent meanwhile from its new
+            // address was dropped, so its subscribers' decoders wait for a keyframe.
+            let published: Vec<TrackId> = self
+                .tracks
+                .values()
+                .filter(|track| track.publisher == peer_id)
+                .map(|track| track.id)
+                .collect();
+            for track in published {
+                self.request_keyframe_from_publisher(track, None, None, self.now);
             }
         }
     }
@@ -856,6 +1007,9 @@ impl Engine {
                     })
                     .collect();
                 for (track, layer) in subscribed {
+                    if !self.shares_partition(track, peer_id) {
+                        continue;
+                    }
                     self.request_keyframe_from_publisher(
                         track,
                         Some(layer),
@@ -902,6 +1056,7 @@ impl Engine {
             scratch,
             stats,
             events,
+            rtp_forwards,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&peer_id) else {
@@ -980,8 +1135,19 @@ impl Engine {
         let is_keyframe = match codec.codec {
             CodecKind::Vp8 => rtp::vp8_is_keyframe(payload),
             CodecKind::H264 => rtp::h264_is_keyframe(payload),
+            CodecKind::Vp9 => rtp::vp9_is_keyframe(payload),
+            CodecKind::Av1 => rtp::av1_is_keyframe(payload),
             CodecKind::Opus => true,
         };
+        let svc_frame = crate::svc::on_publisher_packet(
+            &mut track.svc,
+            peer.dependency_descriptor_extension,
+            scratch,
+            &header,
+            plain_len,
+            now,
+        );
+        let is_keyframe = is_keyframe || svc_frame.is_some_and(|f| f.starts_keyframe);
         if let (MediaKind::Audio, Some(id)) = (track.kind, peer.audio_level_extension) {
             // RFC 6464: the low 7 bits are the level in -dBov.
             if let Some((_, &[level, ..])) =
@@ -996,6 +1162,12 @@ impl Engine {
                 }
             }
         }
+        let partition = peer.partition;
+        // Forwarded to subscribers that negotiated it: their decoders find frames and layers by it.
+        let descriptor = svc_frame
+            .and(peer.dependency_descriptor_extension)
+            .and_then(|id| rtp::extensions(scratch, &header).find(|(i, _)| *i == id))
+            .map(|(_, data)| data);
         if is_keyframe && track.kind == MediaKind::Video {
             layer.keyframe_wanted = false;
             if let Some((width, height)) = rtp::vp8_keyframe_dimensions(payload) {
@@ -1008,11 +1180,18 @@ impl Engine {
             let Some(subscriber) = peers.get_mut(&subscriber_id) else {
                 continue;
             };
+            if subscriber.partition != partition {
+                continue;
+            }
             let Some(destination) = subscriber.ice.selected() else {
                 continue;
             };
             if subscriber.state != ConnectionState::Connected {
                 continue;
+            }
+            if let (Some(_), Some(svc)) = (svc_frame, track.svc.as_deref_mut()) {
+                // A subscription made before the track's first structure gets its target now.
+                crate::svc::choose_if_unset(subscriber, slot_index, svc, now);
             }
             let Some(outbound) = subscriber.srtp_outbound.as_mut() else {
                 continue;
@@ -1026,6 +1205,10 @@ impl Engine {
             let Some(subscription) = slot.subscription.as_mut() else {
                 continue;
             };
+            if subscription.allotment.grant.paused {
+                // The allocator found no room for it; it resumes at a keyframe.
+                continue;
+            }
             if subscription.layer != Some(layer_index) {
                 // Packets of other layers never reach the subscriber; the target layer takes
                 // over at its keyframe, where a decoder can start.
@@ -1058,6 +1241,23 @@ impl Engine {
                     continue;
                 }
             }
+            let mut marker = header.marker;
+            if let (Some(frame), Some(structure)) = (
+                svc_frame.as_ref(),
+                track.svc.as_deref().and_then(|s| s.structure()),
+            ) {
+                match subscription
+                    .svc
+                    .admit(frame, structure, header.timestamp, header.marker)
+                {
+                    Some(end_of_picture) => marker = end_of_picture,
+                    None => {
+                        // Outside the subscriber's decode target: no hole where it was.
+                        subscription.rewriter.drop_packet(header.sequence);
+                        continue;
+                    }
+                }
+            }
             let Some((sequence, timestamp)) =
                 subscription
                     .rewriter
@@ -1069,20 +1269,33 @@ impl Engine {
             let mut out = outbox.buffer();
             write_rtp_header(
                 &mut out,
-                header.marker,
+                marker,
                 payload_types.pt,
                 sequence,
                 timestamp,
                 slot.ssrc,
             );
+            let descriptor = descriptor.zip(subscriber.dependency_descriptor_extension);
             if let (Some(id), Some(downlink)) = (
                 subscriber.twcc_extension,
                 subscriber.downlink.as_deref_mut(),
             ) {
-                let wire_len = RTP_HEADER_LEN + TWCC_EXTENSION_LEN + payload.len() + SRTP_TAG_LEN;
+                let extensions_len = descriptor.map_or(TWCC_EXTENSION_LEN, |(d, _)| {
+                    crate::svc::extension_block_len(true, d.len())
+                });
+                let wire_len = RTP_HEADER_LEN + extensions_len + payload.len() + SRTP_TAG_LEN;
                 let cluster = downlink.prober.on_media_sent(wire_len, now);
                 let transport_sequence = downlink.sender.on_send(now, wire_len, cluster);
-                append_twcc_extension(&mut out, id, transport_sequence);
+                match descriptor {
+                    Some((data, dd_id)) => crate::svc::append_extensions(
+                        &mut out,
+                        Some((id, transport_sequence)),
+                        (dd_id, data),
+                    ),
+                    None => append_twcc_extension(&mut out, id, transport_sequence),
+                }
+            } else if let Some((data, dd_id)) = descriptor {
+                crate::svc::append_extensions(&mut out, None, (dd_id, data));
             }
             let payload_start = out.len();
             out.extend_from_slice(payload);
@@ -1104,6 +1317,18 @@ impl Engine {
             stats.packets_forwarded += 1;
             outbox.send(destination, out);
         }
+        let packet = rtp_forward::ForwardedPacket {
+            track: track_id,
+            layer: layer_index,
+            codec: codec.codec,
+            header: &header,
+            payload,
+            vp8,
+            is_keyframe,
+            now,
+            now_ticks,
+        };
+        rtp_forwards.forward(&packet, outbox, stats);
     }
 
     fn handle_rtcp(&mut self, peer_id: PeerId, data: &[u8]) {
@@ -1279,6 +1504,9 @@ impl Engine {
             }
         }
         for (track, layer) in keyframe_requests {
+            if !self.shares_partition(track, peer_id) {
+                continue;
+            }
             self.request_keyframe_from_publisher(track, Some(layer), Some(peer_id), now);
         }
     }
@@ -1372,19 +1600,21 @@ impl Engine {
             return 0;
         };
         if track.layers.len() < 2 {
+            let track_id = track.id;
+            if let Some(change) = track
+                .svc
+                .as_deref_mut()
+                .and_then(|svc| crate::svc::choose_for(peer, slot_index, svc, now))
+            {
+                self.svc_target_changed(subscriber, track_id, change, now);
+            }
             return 0;
         }
         let mut ranked = [0usize; MAX_LAYERS];
         let count = track.layers_by_quality(now, &mut ranked);
-        // The subscriber's estimated downlink, shared equally by its video subscriptions.
-        let budget_bps = peer.downlink.as_ref().map(|d| {
-            let videos = peer
-                .slots
-                .iter()
-                .filter(|s| s.kind == MediaKind::Video && s.subscription.is_some())
-                .count();
-            d.estimator.estimate_bps() * 9 / 10 / videos.max(1) as u64
-        });
+        // What the allocator left of the subscriber's downlink when this subscription's turn
+        // came (by priority).
+        let budget_bps = subscription.allotment.grant.budget_bps;
         let Some(subscription) = peer
             .slots
             .get_mut(slot_index)
@@ -1439,7 +1669,7 @@ impl Engine {
                 track: track_id,
                 layer: quality_rank as u8,
             });
-            if connected {
+            if connected && self.shares_partition(track_id, subscriber) {
                 self.request_keyframe_from_publisher(track_id, Some(target), Some(subscriber), now);
             }
         }
@@ -1448,7 +1678,8 @@ impl Engine {
 
     /// Limits a subscriber to VP8 temporal layers up to `max_temporal_layer` (`None`: all), e.g.
     /// 15 fps of a 30 fps L1T3 stream with `Some(1)`. Lowering applies from the next frame,
-    /// raising from the next frame a decoder can start at (TL0 or a layer-sync frame).
+    /// raising from the next frame a decoder can start at (TL0 or a layer-sync frame). For an
+    /// SVC track (Dependency Descriptor) it bounds the decode target from the next selection.
     pub fn set_temporal_preference(
         &mut self,
         subscriber: PeerId,
@@ -1479,7 +1710,10 @@ impl Engine {
             .expect("found above");
         subscription.max_spatial_layer = max_spatial_layer;
         subscription.max_height = max_height;
+        self.allocate_downlink(subscriber, now);
         self.choose_layer(subscriber, slot_index, now);
+        // A layer this wish needs again resumes without waiting for the next round.
+        self.update_layers_needed(now);
         Ok(())
     }
 
@@ -1529,6 +1763,7 @@ impl Engine {
         }
         self.live_peers_scratch = live;
 
+        self.apply_audio_last_n(now);
         for track in self.tracks.values_mut().filter(|t| t.voice.speaking) {
             if let Some(speaking) = track.voice.poll(now) {
                 self.events.push_back(Event::SpeakingChanged {
@@ -1552,18 +1787,25 @@ impl Engine {
             self.send_pli_if_due(track, layer, None, now);
         }
         self.keyframe_scratch = waiting;
+        self.rtp_forward_housekeeping(now);
 
         if now >= self.next_layer_selection {
             self.next_layer_selection = now + LAYER_SELECTION_INTERVAL;
+            self.allocate_downlinks(now);
             let mut subscriptions = std::mem::take(&mut self.subscription_scratch);
             subscriptions.clear();
-            for track in self.tracks.values().filter(|t| t.layers.len() > 1) {
+            for track in self
+                .tracks
+                .values()
+                .filter(|t| t.layers.len() > 1 || t.svc.is_some())
+            {
                 subscriptions.extend_from_slice(&track.subscribers);
             }
             for &(subscriber, slot) in &subscriptions {
                 self.choose_layer(subscriber, slot, now);
             }
             self.subscription_scratch = subscriptions;
+            self.update_layers_needed(now);
         }
     }
 
@@ -1769,6 +2011,14 @@ impl Engine {
 }
 
 /// The stream a subscriber's slot announces in the answer.
+/// Puts the m-line at `index`: a new one at the end, or a reused rejected one in its place.
+fn place_media_line(media: &mut Vec<MediaLine>, index: usize, line: MediaLine) {
+    match media.get_mut(index) {
+        Some(existing) => *existing = line,
+        None => media.push(line),
+    }
+}
+
 fn send_stream(slot: &SendSlot, cname: &str) -> sdp::SendStream {
     sdp::SendStream {
         ssrc: slot.ssrc,

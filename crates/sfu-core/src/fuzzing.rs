@@ -19,6 +19,8 @@ pub fn rtp(data: &[u8]) {
         if let Some(payload) = data.get(header.payload_start..header.payload_end) {
             crate::rtp::vp8_is_keyframe(payload);
             crate::rtp::h264_is_keyframe(payload);
+            crate::rtp::vp9_is_keyframe(payload);
+            crate::rtp::av1_is_keyframe(payload);
         }
     }
 }
@@ -26,6 +28,10 @@ pub fn rtp(data: &[u8]) {
 pub fn rtcp(data: &[u8]) {
     crate::rtcp::fuzz_parse(data);
     crate::twcc::fuzz_parse(data);
+}
+
+pub fn dependency_descriptor(data: &[u8]) {
+    crate::dependency_descriptor::fuzz_parse(data);
 }
 
 pub fn sdp(data: &[u8]) {

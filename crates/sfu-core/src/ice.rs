@@ -13,9 +13,14 @@ pub struct IceLite {
     pub local_ufrag: String,
     pub local_pwd: String,
     pub remote_ufrag: Option<String>,
+    pub remote_pwd: Option<String>,
     validated: Vec<SocketAddr>,
     selected: Option<SocketAddr>,
     last_consent: Option<Instant>,
+    /// An ICE restart happened and no check with the new credentials nominated a path yet.
+    restart_pending: bool,
+    /// Addresses validated before a restart, forgotten once a new path is nominated.
+    retired: Vec<SocketAddr>,
 }
 
 /// What a successful binding request changed.
@@ -35,9 +40,12 @@ impl IceLite {
             local_ufrag,
             local_pwd,
             remote_ufrag: None,
+            remote_pwd: None,
             validated: Vec::new(),
             selected: None,
             last_consent: None,
+            restart_pending: false,
+            retired: Vec::new(),
         }
     }
 
@@ -58,6 +66,13 @@ impl IceLite {
             self.validated.push(source);
             true
         };
+        if self.restart_pending && use_candidate {
+            // The restarted agent chose its path: the ones from before the restart are done.
+            self.restart_pending = false;
+            self.retired
+                .extend(self.validated.iter().filter(|&&address| address != source));
+            self.validated.retain(|&address| address == source);
+        }
         // A browser that never nominates still gets media on the first working path.
         if (use_candidate || self.selected.is_none()) && self.selected != Some(source) {
             self.selected = Some(source);
@@ -88,9 +103,20 @@ impl IceLite {
         self.last_consent.map(|at| at + timeout)
     }
 
-    /// Forgets every path (ICE restart).
+    /// ICE restart (RFC 8445 §9): new local credentials, so checks with the old ones fail from
+    /// now on. Media keeps the current path, and consent its clock, until the controlling side
+    /// nominates a path with the new credentials; the older paths are then retired.
     pub fn restart(&mut self, local_ufrag: String, local_pwd: String) {
-        *self = IceLite::new(local_ufrag, local_pwd);
+        self.local_ufrag = local_ufrag;
+        self.local_pwd = local_pwd;
+        self.remote_ufrag = None;
+        self.remote_pwd = None;
+        self.restart_pending = true;
+    }
+
+    /// Addresses a restart retired since the last call; the engine stops accepting media from them.
+    pub fn take_retired(&mut self) -> Vec<SocketAddr> {
+        std::mem::take(&mut self.retired)
     }
 }
 
@@ -136,6 +162,33 @@ mod tests {
         }
         assert_eq!(ice.validated_addresses().len(), MAX_VALIDATED_ADDRESSES);
         assert!(ice.is_validated(&addr(19)) && !ice.is_validated(&addr(0)));
+    }
+
+    #[test]
+    fn a_restart_keeps_the_path_until_a_new_one_is_nominated_then_retires_the_old() {
+        let now = crate::test_epoch();
+        let mut ice = IceLite::new("u".into(), "p".into());
+        ice.on_binding_request(addr(1), true, now);
+        ice.on_binding_request(addr(2), false, now);
+        ice.restart("u2".into(), "p2".into());
+        assert_eq!(ice.local_ufrag, "u2");
+        assert_eq!(ice.selected(), Some(addr(1)));
+        assert!(ice.take_retired().is_empty());
+        assert_eq!(
+            ice.on_binding_request(addr(3), false, now),
+            BindingOutcome::Validated
+        );
+        assert_eq!(ice.selected(), Some(addr(1)), "not nominated yet");
+        assert_eq!(
+            ice.on_binding_request(addr(3), true, now),
+            BindingOutcome::Nominated
+        );
+        assert_eq!(ice.selected(), Some(addr(3)));
+        let mut retired = ice.take_retired();
+        retired.sort();
+        assert_eq!(retired, vec![addr(1), addr(2)]);
+        assert_eq!(ice.validated_addresses(), &[addr(3)]);
+        assert!(ice.take_retired().is_empty());
     }
 
     #[test]

@@ -10,6 +10,11 @@ pub struct PeerId(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TrackId(pub u32);
 
+/// A copy of one published track's RTP sent as plain RTP to a local address (a recorder),
+/// assigned by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RtpForwardId(pub u32);
+
 /// An RTP synchronization source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ssrc(pub u32);
@@ -33,6 +38,12 @@ impl MediaKind {
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "peer-{}", self.0)
+    }
+}
+
+impl fmt::Display for RtpForwardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rtp-forward-{}", self.0)
     }
 }
 

@@ -9,8 +9,10 @@
 //! Invariant: the engine never reads a clock, never touches a socket and never panics on
 //! network input; bad datagrams are dropped and counted in [`EngineStats`].
 
+pub mod allocator;
 pub mod api;
 pub mod bwe;
+pub mod dependency_descriptor;
 pub mod dtls;
 pub mod engine;
 pub mod error;
@@ -25,13 +27,17 @@ pub mod rtp;
 pub mod sdp;
 pub mod srtp;
 pub mod stun;
+pub mod svc;
 pub mod track;
 pub mod twcc;
 
-pub use api::{EngineConfig, EngineStats, Event, Input, Output, PeerStats, Subscription, Transmit};
+pub use api::{
+    EngineConfig, EngineStats, Event, Input, Output, PeerStats, RtpForwardInfo, Subscription,
+    Transmit,
+};
 pub use engine::Engine;
 pub use error::SfuError;
-pub use ids::{MediaKind, PeerId, Ssrc, TrackId};
+pub use ids::{MediaKind, PeerId, RtpForwardId, Ssrc, TrackId};
 
 /// A starting instant for unit tests; any will do, since time only moves by inputs.
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! One peer's state: its ICE-lite and DTLS transport, SRTP contexts, and what each of its
 //! m-lines does (publishes a track, or is a slot that sends a subscribed track to it).
 
+use crate::allocator::Allotment;
 use crate::bwe::{BandwidthEstimator, Prober};
 use crate::dtls::DtlsTransport;
 use crate::forward::SequenceRewriter;
@@ -19,6 +20,10 @@ pub enum CodecKind {
     Opus,
     Vp8,
     H264,
+    /// VP9 profile 0; with SVC, layers are chosen from the Dependency Descriptor.
+    Vp9,
+    /// AV1 profile 0; with SVC, layers are chosen from the Dependency Descriptor.
+    Av1,
 }
 
 impl CodecKind {
@@ -29,6 +34,10 @@ impl CodecKind {
             Some(CodecKind::Vp8)
         } else if name.eq_ignore_ascii_case("h264") {
             Some(CodecKind::H264)
+        } else if name.eq_ignore_ascii_case("vp9") {
+            Some(CodecKind::Vp9)
+        } else if name.eq_ignore_ascii_case("av1") {
+            Some(CodecKind::Av1)
         } else {
             None
         }
@@ -37,7 +46,7 @@ impl CodecKind {
     pub fn clock_rate(self) -> u32 {
         match self {
             CodecKind::Opus => 48_000,
-            CodecKind::Vp8 | CodecKind::H264 => 90_000,
+            CodecKind::Vp8 | CodecKind::H264 | CodecKind::Vp9 | CodecKind::Av1 => 90_000,
         }
     }
 }
@@ -82,7 +91,11 @@ pub struct SlotSubscription {
     pub max_temporal_layer: Option<u8>,
     pub temporal_limit: u8,
     pub vp8: Vp8Continuity,
+    /// Decode target selection when the track carries the Dependency Descriptor (VP9/AV1 SVC).
+    pub svc: crate::svc::SvcSelection,
     pub has_sent: bool,
+    /// Its priority and share of the subscriber's downlink (see [`crate::allocator`]).
+    pub allotment: Allotment,
 }
 
 /// Keeps VP8 PictureID and TL0PICIDX continuous for the subscriber across layer switches
@@ -109,15 +122,47 @@ pub struct SendSlot {
     pub rtx_sequence: u16,
     pub packets_sent: u32,
     pub octets_sent: u32,
+    /// Where the last subscription's stream stopped; the next track sent on the slot continues it.
+    pub continuation: Option<SlotContinuation>,
+}
+
+/// The output state of an ended subscription. The browser's receiver keeps the slot's SSRC, so a
+/// new track must continue its sequence numbers, timestamps and VP8 picture ids: a jump back
+/// reads as old packets and old frames, which it drops.
+#[derive(Debug, Clone)]
+pub struct SlotContinuation {
+    pub rewriter: SequenceRewriter,
+    pub vp8: Vp8Continuity,
 }
 
 impl SendSlot {
+    /// Ends the slot's subscription (if any), keeping where its stream stopped.
+    pub fn end_subscription(&mut self) -> Option<SlotSubscription> {
+        let subscription = self.subscription.take()?;
+        if subscription.has_sent {
+            let mut rewriter = subscription.rewriter.clone();
+            rewriter.switch_source();
+            let mut vp8 = subscription.vp8;
+            vp8.resync = true;
+            self.continuation = Some(SlotContinuation { rewriter, vp8 });
+        }
+        Some(subscription)
+    }
+
     pub fn payload_types_for(&self, codec: CodecKind) -> Option<PayloadTypes> {
         self.payload_types
             .iter()
             .copied()
             .find(|p| p.codec == codec)
     }
+}
+
+/// An offer the engine made to the peer and the peer has not answered yet.
+pub struct LocalOffer {
+    /// Every m-line offered, in order: the negotiated ones, then the new ones.
+    pub media: Vec<crate::sdp::AnswerMedia>,
+    /// The send slot each new m-line becomes if the answer accepts it, in order.
+    pub new_slots: Vec<SendSlot>,
 }
 
 /// One accepted or rejected m-line, in offer order.
@@ -177,6 +222,10 @@ pub struct Peer {
     pub srtp_inbound: Option<SrtpContext>,
     pub state: ConnectionState,
     pub media: Vec<MediaLine>,
+    /// Our side of every m-line as last negotiated, in order: what a re-offer of ours repeats.
+    pub negotiated: Vec<crate::sdp::AnswerMedia>,
+    /// Our offer awaiting the peer's answer; while it waits, the peer's own offers are refused.
+    pub local_offer: Option<Box<LocalOffer>>,
     pub slots: Vec<SendSlot>,
     pub incoming: HashMap<u32, IncomingStream>,
     /// RTP header extension ids this peer negotiated (same for every m-line under BUNDLE).
@@ -185,6 +234,7 @@ pub struct Peer {
     pub repaired_rid_extension: Option<u8>,
     pub twcc_extension: Option<u8>,
     pub audio_level_extension: Option<u8>,
+    pub dependency_descriptor_extension: Option<u8>,
     /// Transport-wide feedback for what this peer sends us (its browser's bandwidth estimate
     /// depends on it).
     pub twcc_recorder: Option<TwccRecorder>,
@@ -193,6 +243,8 @@ pub struct Peer {
     /// SSRC we use as the sender of RTCP feedback (PLI, receiver reports) to this peer.
     pub rtcp_ssrc: u32,
     pub cname: String,
+    /// Only peers of the same partition exchange media (breakout rooms); 0 is the main room.
+    pub partition: u32,
     pub counters: PeerCounters,
     pub next_report_at: Instant,
     pub created_at: Instant,

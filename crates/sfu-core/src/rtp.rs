@@ -513,6 +513,45 @@ pub fn fuzz_parse(data: &[u8]) -> usize {
     touched
 }
 
+/// True if a VP9 payload (RFC 9628 §4.2 descriptor) starts a keyframe: the first packet (B) of
+/// a picture without inter-picture prediction (P clear) in spatial layer 0.
+pub fn vp9_is_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    let (has_picture_id, inter_picture, has_layers, begins_frame) = (
+        first & 0x80 != 0,
+        first & 0x40 != 0,
+        first & 0x20 != 0,
+        first & 0x08 != 0,
+    );
+    if inter_picture || !begins_frame {
+        return false;
+    }
+    if !has_layers {
+        return true;
+    }
+    let mut offset = 1;
+    if has_picture_id {
+        let Some(&picture_id) = payload.get(1) else {
+            return false;
+        };
+        // M bit: 15-bit PictureID.
+        offset += if picture_id & 0x80 != 0 { 2 } else { 1 };
+    }
+    payload
+        .get(offset)
+        .is_some_and(|&layer| (layer >> 1) & 0x07 == 0)
+}
+
+/// True if an AV1 payload starts a new coded video sequence (its aggregation header has N set
+/// and Z clear), which is how a keyframe's first packet is marked (AV1 RTP spec §4.4).
+pub fn av1_is_keyframe(payload: &[u8]) -> bool {
+    payload
+        .first()
+        .is_some_and(|&header| header & 0x08 != 0 && header & 0x80 == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,6 +877,24 @@ mod tests {
         assert!(!h264_is_keyframe(&[0x7c, 0x81]));
         assert!(!h264_is_keyframe(&[0x7c]));
         assert!(!h264_is_keyframe(&[]));
+    }
+
+    #[test]
+    fn vp9_and_av1_keyframes_are_the_first_packet_of_an_intra_picture() {
+        // I=1 (15-bit PictureID), L=1, B=1; layer byte SID 0, then SID 1.
+        assert!(vp9_is_keyframe(&[0xa8, 0x81, 0x02, 0x00, 0x00]));
+        assert!(!vp9_is_keyframe(&[0xa8, 0x81, 0x02, 0x02, 0x00]));
+        // P=1, or not the beginning of the frame.
+        assert!(!vp9_is_keyframe(&[0xe8, 0x81, 0x02, 0x00]));
+        assert!(!vp9_is_keyframe(&[0xa0, 0x81, 0x02, 0x00]));
+        // No layer indices: B and P decide; truncated descriptors are not keyframes.
+        assert!(vp9_is_keyframe(&[0x08]));
+        assert!(!vp9_is_keyframe(&[0xa8, 0x81]));
+        assert!(!vp9_is_keyframe(&[]));
+        assert!(av1_is_keyframe(&[0x18]));
+        assert!(!av1_is_keyframe(&[0x98]));
+        assert!(!av1_is_keyframe(&[0x10]));
+        assert!(!av1_is_keyframe(&[]));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! keep of each layer (packet cache for NACKs, reception stats, the last sender report, its
 //! bitrate and picture size). A track without simulcast has one layer.
 
+use crate::allocator::LayerNeeds;
 use crate::forward::PacketCache;
 use crate::ids::{MediaKind, PeerId, TrackId};
 use crate::peer::PayloadTypes;
@@ -74,6 +75,8 @@ pub struct Layer {
     /// A subscriber waits for a keyframe of this layer: PLIs repeat until one arrives.
     pub keyframe_wanted: bool,
     pub rate: RateMeter,
+    /// The bitrate measured while the layer last sent: what resuming a paused layer will cost.
+    pub known_bitrate_bps: u64,
     /// Picture size from the latest keyframe (VP8); 0 until one was seen.
     pub width: u16,
     pub height: u16,
@@ -97,6 +100,7 @@ impl Layer {
             last_keyframe_request: None,
             keyframe_wanted: false,
             rate: RateMeter::default(),
+            known_bitrate_bps: 0,
             width: 0,
             height: 0,
         }
@@ -117,18 +121,29 @@ pub struct VoiceActivity {
     pub speaking: bool,
     loud_since: Option<Instant>,
     last_loud: Option<Instant>,
+    /// Recent loudness (127 minus the level, smoothed over about ten packets) and when the last
+    /// level came: what audio last-N ranks tracks by.
+    loudness: f32,
+    last_level_at: Option<Instant>,
 }
 
 /// Audio louder than this level (-dBov; 0 is loudest, 127 silence) counts as voice.
 pub const VOICE_LEVEL: u8 = 60;
 pub const VOICE_ONSET: Duration = Duration::from_millis(200);
 pub const VOICE_HANGOVER: Duration = Duration::from_millis(800);
+/// Weight of each packet's level in the recent loudness (about 200 ms at 50 packets/s).
+const LOUDNESS_SMOOTHING: f32 = 0.1;
+/// No level for this long (DTX, or the track stopped) counts as silence.
+const LOUDNESS_STALE: Duration = Duration::from_millis(300);
 /// A dip shorter than this between loud packets does not restart the onset.
 const VOICE_GAP: Duration = Duration::from_millis(150);
 
 impl VoiceActivity {
     /// Records one packet's level; returns the new state if it changed.
     pub fn record(&mut self, level: u8, now: Instant) -> Option<bool> {
+        let loudness = f32::from(127u8.saturating_sub(level));
+        self.loudness += (loudness - self.loudness) * LOUDNESS_SMOOTHING;
+        self.last_level_at = Some(now);
         if level <= VOICE_LEVEL {
             if self.last_loud.is_none_or(|at| now > at + VOICE_GAP) {
                 self.loud_since = Some(now);
@@ -144,6 +159,15 @@ impl VoiceActivity {
             }
         }
         self.poll(now)
+    }
+
+    /// How loud the track was lately, 0 (silent) to 127. A track that sent nothing lately is
+    /// silent: Opus DTX stops sending in silence.
+    pub fn recent_loudness(&self, now: Instant) -> f32 {
+        match self.last_level_at {
+            Some(at) if now < at + LOUDNESS_STALE => self.loudness,
+            _ => 0.0,
+        }
     }
 
     /// Ends speaking after the hangover; returns `Some(false)` when it did.
@@ -169,6 +193,10 @@ pub struct Track {
     pub subscribers: Vec<(PeerId, usize)>,
     pub clock_rate: u32,
     pub voice: VoiceActivity,
+    /// Set at the first packet with a Dependency Descriptor: the track is VP9/AV1 SVC.
+    pub svc: Option<Box<crate::svc::SvcTrack>>,
+    /// Which simulcast layers the publisher was told to send (dynacast).
+    pub needs: LayerNeeds,
 }
 
 impl Track {
@@ -189,7 +217,15 @@ impl Track {
         let count = self.layers.len().min(MAX_LAYERS);
         let mut keys = [(0u16, 0u64, 0usize); MAX_LAYERS];
         for (i, layer) in self.layers.iter_mut().take(count).enumerate() {
-            keys[i] = (layer.width, layer.rate.bitrate_bps(now), i);
+            // A paused layer keeps the rank its last bitrate gave it (measured while packets
+            // still came, not while the meter drained after the last one).
+            if layer
+                .last_packet_at
+                .is_some_and(|at| now < at + STILL_SENDING)
+            {
+                layer.known_bitrate_bps = layer.rate.bitrate_bps(now);
+            }
+            keys[i] = (layer.width, layer.known_bitrate_bps, i);
         }
         keys[..count].sort_unstable();
         for (slot, key) in out.iter_mut().zip(keys[..count].iter()) {
@@ -198,6 +234,9 @@ impl Track {
         count
     }
 }
+
+/// A layer whose last packet is this recent is still sending.
+const STILL_SENDING: Duration = Duration::from_millis(200);
 
 /// Simulcast encodings per track that the engine tracks (browsers send at most 3 or 4).
 pub const MAX_LAYERS: usize = 4;

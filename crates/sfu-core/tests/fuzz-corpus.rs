@@ -23,6 +23,10 @@ fn seed_corpora_replay_without_panicking() {
         ("rtp", sfu_core::fuzzing::rtp),
         ("rtcp", sfu_core::fuzzing::rtcp),
         ("sdp", sfu_core::fuzzing::sdp),
+        (
+            "dependency_descriptor",
+            sfu_core::fuzzing::dependency_descriptor,
+        ),
         ("engine_datagram", sfu_core::fuzzing::engine_datagram),
     ] {
         assert!(replay(target, entry) > 0, "{target} has seeds");

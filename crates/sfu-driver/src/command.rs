@@ -2,7 +2,8 @@
 
 use crate::error::DriverError;
 use crate::worker::WorkerStats;
-use sfu_core::{PeerId, PeerStats, Subscription, TrackId};
+use sfu_core::{PeerId, PeerStats, RtpForwardId, RtpForwardInfo, Subscription, TrackId};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 
 /// Where a command's result goes. Called exactly once, on the worker thread.
@@ -67,6 +68,18 @@ pub enum Command {
         peer: PeerId,
         reply: Reply<()>,
     },
+    /// Answers with an offer of one new m-line we send on per kind (`Engine::create_offer`).
+    CreateOffer {
+        peer: PeerId,
+        kinds: Vec<sfu_core::MediaKind>,
+        reply: Reply<String>,
+    },
+    /// The peer's answer to our offer (`Engine::apply_answer`).
+    ApplyAnswer {
+        peer: PeerId,
+        sdp: String,
+        reply: Reply<()>,
+    },
     Subscribe {
         peer: PeerId,
         track: TrackId,
@@ -89,6 +102,31 @@ pub enum Command {
         max_spatial_layer: Option<u8>,
         max_height: Option<u16>,
         reply: Reply<()>,
+    },
+    /// How `peer`'s downlink favours `track` over its other video subscriptions (higher first).
+    SetPriority {
+        peer: PeerId,
+        track: TrackId,
+        priority: u8,
+        reply: Reply<()>,
+    },
+    /// Moves `peer` into media partition `partition` (0 is the main room; breakout rooms):
+    /// media flows only between peers of one partition, with no renegotiation.
+    SetPartition {
+        peer: PeerId,
+        partition: u32,
+        reply: Reply<()>,
+    },
+    /// Tees `track`'s RTP, decrypted, as plain RTP to `destination` (a local recorder).
+    AddRtpForward {
+        track: TrackId,
+        destination: SocketAddr,
+        reply: Reply<RtpForwardInfo>,
+    },
+    /// Answers whether a forward by that id still existed.
+    RemoveRtpForward {
+        id: RtpForwardId,
+        reply: Reply<bool>,
     },
     PeerStats {
         peer: PeerId,
@@ -113,15 +151,22 @@ impl Command {
     pub(crate) fn fail(self, error: DriverError) {
         match self {
             Command::CreatePeer { reply } => reply.send(Err(error)),
-            Command::ApplyOffer { reply, .. } => reply.send(Err(error)),
+            Command::ApplyOffer { reply, .. } | Command::CreateOffer { reply, .. } => {
+                reply.send(Err(error))
+            }
             Command::ClosePeer { reply, .. }
+            | Command::ApplyAnswer { reply, .. }
             | Command::Unsubscribe { reply, .. }
             | Command::RequestKeyframe { reply, .. }
             | Command::SetLayerPreference { reply, .. }
+            | Command::SetPriority { reply, .. }
+            | Command::SetPartition { reply, .. }
             | Command::InjectPanic { reply }
             | Command::Shutdown { reply } => reply.send(Err(error)),
             Command::Subscribe { reply, .. } => reply.send(Err(error)),
             Command::PeerStats { reply, .. } => reply.send(Err(error)),
+            Command::AddRtpForward { reply, .. } => reply.send(Err(error)),
+            Command::RemoveRtpForward { reply, .. } => reply.send(Err(error)),
             Command::Stats { reply } => reply.send(Err(error)),
         }
     }

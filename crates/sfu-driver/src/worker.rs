@@ -6,8 +6,8 @@ use crate::error::DriverError;
 use crate::udp::{IoCounters, UdpIo};
 use mio::{Events, Interest, Poll, Token, Waker};
 use sfu_core::{
-    Engine, EngineConfig, EngineStats, Event, Input, Output, PeerId, PeerStats, SfuError,
-    Subscription, TrackId,
+    Engine, EngineConfig, EngineStats, Event, Input, Output, PeerId, PeerStats, RtpForwardId,
+    RtpForwardInfo, SfuError, Subscription, TrackId,
 };
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -137,6 +137,20 @@ impl WorkerHandle {
         self.call(|reply| Command::ApplyOffer { peer, sdp, reply })
     }
 
+    /// Returns an offer of one new m-line we send on per entry of `kinds`.
+    pub fn create_offer(
+        &self,
+        peer: PeerId,
+        kinds: Vec<sfu_core::MediaKind>,
+    ) -> Result<String, DriverError> {
+        self.call(|reply| Command::CreateOffer { peer, kinds, reply })
+    }
+
+    pub fn apply_answer(&self, peer: PeerId, sdp: impl Into<String>) -> Result<(), DriverError> {
+        let sdp = sdp.into();
+        self.call(|reply| Command::ApplyAnswer { peer, sdp, reply })
+    }
+
     pub fn close_peer(&self, peer: PeerId) -> Result<(), DriverError> {
         self.call(|reply| Command::ClosePeer { peer, reply })
     }
@@ -168,6 +182,48 @@ impl WorkerHandle {
             max_height,
             reply,
         })
+    }
+
+    /// How `peer`'s downlink favours `track` over its other video subscriptions (higher first).
+    pub fn set_priority(
+        &self,
+        peer: PeerId,
+        track: TrackId,
+        priority: u8,
+    ) -> Result<(), DriverError> {
+        self.call(|reply| Command::SetPriority {
+            peer,
+            track,
+            priority,
+            reply,
+        })
+    }
+
+    /// Moves `peer` into media `partition` (0 is the main room).
+    pub fn set_partition(&self, peer: PeerId, partition: u32) -> Result<(), DriverError> {
+        self.call(|reply| Command::SetPartition {
+            peer,
+            partition,
+            reply,
+        })
+    }
+
+    /// Tees `track` as plain RTP to `destination`.
+    pub fn add_rtp_forward(
+        &self,
+        track: TrackId,
+        destination: SocketAddr,
+    ) -> Result<RtpForwardInfo, DriverError> {
+        self.call(|reply| Command::AddRtpForward {
+            track,
+            destination,
+            reply,
+        })
+    }
+
+    /// Whether a forward by that id still existed.
+    pub fn remove_rtp_forward(&self, id: RtpForwardId) -> Result<bool, DriverError> {
+        self.call(|reply| Command::RemoveRtpForward { id, reply })
     }
 
     pub fn peer_stats(&self, peer: PeerId) -> Result<PeerStats, DriverError> {
@@ -389,6 +445,12 @@ impl<F: FnMut(Vec<WorkerEvent>) + Send + 'static> Worker<F> {
             Command::ApplyOffer { peer, sdp, reply } => self.call(reply, |session, now| {
                 session.engine.apply_offer(peer, &sdp, now)
             }),
+            Command::CreateOffer { peer, kinds, reply } => self.call(reply, |session, _| {
+                session.engine.create_offer(peer, &kinds)
+            }),
+            Command::ApplyAnswer { peer, sdp, reply } => {
+                self.call(reply, |session, _| session.engine.apply_answer(peer, &sdp))
+            }
             Command::ClosePeer { peer, reply } => self.call(reply, |session, _| {
                 session.engine.close_peer(peer)?;
                 session.peers.remove(&peer);
@@ -413,6 +475,31 @@ impl<F: FnMut(Vec<WorkerEvent>) + Send + 'static> Worker<F> {
                 session
                     .engine
                     .set_layer_preference(peer, track, max_spatial_layer, max_height, now)
+            }),
+            Command::SetPriority {
+                peer,
+                track,
+                priority,
+                reply,
+            } => self.call(reply, |session, now| {
+                session.engine.set_priority(peer, track, priority, now)
+            }),
+            Command::SetPartition {
+                peer,
+                partition,
+                reply,
+            } => self.call(reply, |session, now| {
+                session.engine.set_partition(peer, partition, now)
+            }),
+            Command::AddRtpForward {
+                track,
+                destination,
+                reply,
+            } => self.call(reply, |session, now| {
+                session.engine.add_rtp_forward(track, destination, now)
+            }),
+            Command::RemoveRtpForward { id, reply } => self.call(reply, |session, _| {
+                Ok(session.engine.remove_rtp_forward(id))
             }),
             Command::PeerStats { peer, reply } => {
                 self.call(reply, |session, _| session.engine.peer_stats(peer))

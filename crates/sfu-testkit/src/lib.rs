@@ -31,6 +31,8 @@ pub struct ReceivedRtp {
     pub payload: Vec<u8>,
     /// The transport-wide sequence number, if the packet carried one.
     pub transport_sequence: Option<u16>,
+    /// Every header extension element, `(id, value)`, in packet order.
+    pub extensions: Vec<(u8, Vec<u8>)>,
 }
 
 pub struct SimPeer {
@@ -330,6 +332,9 @@ impl SimPeer {
                                 .find(|(id, _)| *id == TWCC_EXT)
                                 .and_then(|(_, v)| <[u8; 2]>::try_from(v).ok())
                                 .map(u16::from_be_bytes),
+                            extensions: rtp::extensions(&buffer, &h)
+                                .map(|(id, value)| (id, value.to_vec()))
+                                .collect(),
                         });
                     }
                 }

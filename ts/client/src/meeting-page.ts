@@ -1,9 +1,11 @@
 // The meeting page at `/`: a room and a name, Join, then a tile per remote participant.
-// `?simulcast=1` publishes the camera at 1280x720 in three simulcast layers; `?relay=1` sends media only
-// through the TURN relays the server hands out.
+// `?simulcast=1` publishes the camera at 1280x720 in three simulcast layers; `?svc=VP9` (or AV1)
+// publishes it at 1280x720 in one SVC encoding, `&mode=` its scalability mode (default L3T3_KEY);
+// `?relay=1` sends media only through the TURN relays the server hands out.
 
 import { Meeting, type RemoteTrack } from './meeting.js'
 import { attachPanel } from './meeting-panel.js'
+import type { SvcPublishing } from './simulcast.js'
 
 interface Tile {
   figure: HTMLElement
@@ -22,8 +24,15 @@ const status = element<HTMLElement>('status')
 const tiles = element<HTMLElement>('tiles')
 const panel = element<HTMLElement>('panel')
 let detachPanel: (() => void) | undefined
+/** Shown while the signaling is down and the meeting resumes its session; media keeps playing meanwhile. */
+const reconnectingBanner = Object.assign(document.createElement('p'), { id: 'reconnecting', className: 'banner', hidden: true, textContent: 'Reconnecting…' })
+reconnectingBanner.setAttribute('role', 'alert')
+tiles.before(reconnectingBanner)
 
 const simulcast = params.get('simulcast') === '1'
+const svcCodec = params.get('svc')?.toUpperCase()
+const svc: SvcPublishing | undefined =
+  svcCodec === 'VP9' || svcCodec === 'AV1' ? { codec: svcCodec, scalabilityMode: params.get('mode') ?? 'L3T3_KEY' } : undefined
 const relayOnly = params.get('relay') === '1'
 roomInput.value = params.get('room') ?? ''
 nameInput.value = params.get('name') ?? ''
@@ -31,6 +40,8 @@ nameInput.value = params.get('name') ?? ''
 let meeting: Meeting | undefined
 let localStream: MediaStream | undefined
 const remoteTiles = new Map<string, Tile>()
+/** Screen shares get a tile of their own, by track. */
+const screenTiles = new Map<string, Tile>()
 const remoteTracks = new Map<string, MediaStreamTrack>()
 /** Stops reporting a remote video's drawn size, by track. */
 const sizeWatches = new Map<string, () => void>()
@@ -49,10 +60,11 @@ async function join(): Promise<void> {
   joinButton.disabled = true
   setStatus('Starting camera and microphone…')
   try {
-    // Simulcast needs the resolution for three layers: Chromium drops the ones it cannot scale to.
-    const video = simulcast
-      ? { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } }
-      : { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } }
+    // Simulcast and SVC need the resolution for three layers: Chromium drops the ones it cannot scale to.
+    const video =
+      simulcast || svc !== undefined
+        ? { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } }
+        : { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } }
     localStream = await navigator.mediaDevices.getUserMedia({ video, audio: true })
     addTile('local', `${nameInput.value} (you)`, localStream, true)
     setStatus('Joining…')
@@ -65,6 +77,7 @@ async function join(): Promise<void> {
       name: nameInput.value,
       stream: localStream,
       simulcast,
+      ...(svc !== undefined ? { svc } : {}),
       ...(relayOnly ? { iceTransportPolicy: 'relay' as const } : {}),
       ...(token ? { token } : {}),
     })
@@ -84,6 +97,10 @@ async function join(): Promise<void> {
 
 function wire(current: Meeting): void {
   current.on('track', (remote: RemoteTrack) => {
+    if (remote.source === 'screen') {
+      showScreen(current, remote)
+      return
+    }
     const tile = remoteTiles.get(remote.participantId) ?? addTile(remote.participantId, remote.name, new MediaStream(), false)
     remoteTiles.set(remote.participantId, tile)
     const previous = remoteTracks.get(remote.trackId)
@@ -96,6 +113,9 @@ function wire(current: Meeting): void {
     }
   })
   current.on('track-ended', ({ trackId, participantId }) => {
+    const screen = screenTiles.get(trackId)
+    screenTiles.delete(trackId)
+    screen?.figure.remove()
     const track = remoteTracks.get(trackId)
     remoteTracks.delete(trackId)
     sizeWatches.get(trackId)?.()
@@ -107,15 +127,36 @@ function wire(current: Meeting): void {
     if (tile !== undefined) tile.caption.textContent = participant.name
   })
   current.on('participant-left', (participant) => {
+    for (const [trackId, tile] of screenTiles) {
+      if (tile.figure.dataset.participantId !== participant.participantId) continue
+      tile.figure.remove()
+      screenTiles.delete(trackId)
+    }
     remoteTiles.get(participant.participantId)?.figure.remove()
     remoteTiles.delete(participant.participantId)
   })
-  current.on('ended', ({ reason }) => void leave(reason === 'removed' ? 'A host removed you from the meeting.' : 'The room was closed.'))
+  current.on('reconnecting', () => {
+    reconnectingBanner.hidden = false
+  })
+  current.on('reconnected', () => {
+    reconnectingBanner.hidden = true
+  })
+  current.on('participant-updated', (participant) => {
+    remoteTiles.get(participant.participantId)?.figure.classList.toggle('reconnecting', participant.state === 'reconnecting')
+  })
+  current.on('ended', ({ reason }) => void leave(ENDED_MESSAGES[reason]))
   current.on('closed', ({ reason }) => void leave(`The meeting ended: ${reason}.`))
   current.on('error', (error) => setStatus(`Negotiation failed: ${error.message}`))
 }
 
+const ENDED_MESSAGES = {
+  removed: 'A host removed you from the meeting.',
+  'room-closed': 'The room was closed.',
+  'session-expired': 'The connection was lost and could not be restored.',
+} as const
+
 async function leave(message: string): Promise<void> {
+  reconnectingBanner.hidden = true
   const current = meeting
   meeting = undefined
   debug.meeting = undefined
@@ -126,6 +167,7 @@ async function leave(message: string): Promise<void> {
   localStream = undefined
   tiles.replaceChildren()
   remoteTiles.clear()
+  screenTiles.clear()
   remoteTracks.clear()
   for (const stop of sizeWatches.values()) stop()
   sizeWatches.clear()
@@ -133,6 +175,18 @@ async function leave(message: string): Promise<void> {
   joinButton.disabled = false
   leaveButton.hidden = true
   setStatus(message)
+}
+
+/** A remote screen share: a wide tile of its own, first in the grid. */
+function showScreen(current: Meeting, remote: RemoteTrack): void {
+  screenTiles.get(remote.trackId)?.figure.remove()
+  const tile = addTile(remote.participantId, `${remote.name}'s screen`, new MediaStream([remote.track]), false)
+  tile.figure.classList.add('screen')
+  tile.figure.dataset.trackId = remote.trackId
+  tiles.prepend(tile.figure)
+  screenTiles.set(remote.trackId, tile)
+  sizeWatches.get(remote.trackId)?.()
+  sizeWatches.set(remote.trackId, current.watchVideoSize(remote.trackId, tile.video))
 }
 
 function addTile(id: string, name: string, stream: MediaStream, local: boolean): Tile {

@@ -1,7 +1,7 @@
 // The meeting page's side panel: participants with their state, the waiting room and host actions
 // (admit, deny, mute, remove, promote, lock), hand raise and chat. DOM only; the Meeting does the rest.
 
-import type { ChatMessage, ParticipantId, ParticipantInfo } from '@conclave/protocol'
+import type { BreakoutGroupRequest, ChatMessage, ParticipantId, ParticipantInfo } from '@conclave/protocol'
 import type { Meeting } from './meeting.js'
 
 /** Renders the panel into `root` and keeps it in step with `meeting`; returns the function that detaches it. */
@@ -14,7 +14,28 @@ export function attachPanel(meeting: Meeting, root: HTMLElement, report: (text: 
   const controls = el('div', { className: 'controls' })
   const hand = button('Raise hand', { id: 'hand' }, () => act(handRaised ? meeting.lowerHand() : meeting.raiseHand()))
   const lock = button('Lock room', { id: 'lock' }, () => act(meeting.setLocked(!(meeting.room?.locked ?? false))))
-  controls.append(hand, lock)
+  const share = button('Share screen', { id: 'share-screen' }, () =>
+    act((meeting.screenShare === undefined ? meeting.startScreenShare() : meeting.stopScreenShare()).finally(renderControls)),
+  )
+  controls.append(hand, lock, share)
+
+  // Everyone sees that the room is recorded; hosts and cohosts start and stop it.
+  const recordingIndicator = el('p', { id: 'recording-indicator', className: 'recording', textContent: '● Recording', hidden: true })
+  const record = button('Record', { id: 'record' }, () => act(meeting.recording === undefined ? meeting.startRecording() : meeting.stopRecording()))
+  controls.append(record)
+
+  // Breakouts: everyone sees which group they are in; hosts and cohosts split everyone (themselves
+  // included) round-robin into N groups and end the split.
+  const breakoutStatus = el('p', { id: 'breakout-status', hidden: true })
+  const breakoutControls = el('div', { id: 'breakout-controls', className: 'controls' })
+  const groupCount = el('input', { id: 'breakout-count', type: 'number', min: '2', max: '20', value: '2', title: 'Groups' })
+  const split = button('Split into groups', { id: 'split-breakouts' }, () => act(meeting.createBreakouts(roundRobin(Number(groupCount.value)))))
+  const endBreakouts = button('End breakouts', { id: 'end-breakouts' }, () => act(meeting.endBreakouts()))
+  breakoutControls.append(groupCount, split, endBreakouts)
+  const tiles = document.getElementById('tiles')
+  // Tiles of people outside our group stay hidden, including ones the page adds later.
+  const tileWatch = new MutationObserver(() => hideOtherGroups())
+  if (tiles !== null) tileWatch.observe(tiles, { childList: true })
 
   const waitingSection = el('section', { id: 'waiting-section' })
   const waitingList = el('ul', { id: 'waiting-list' })
@@ -35,7 +56,7 @@ export function attachPanel(meeting: Meeting, root: HTMLElement, report: (text: 
     act(meeting.chat(text, to))
   })
 
-  root.append(controls, waitingSection, el('h2', { textContent: 'Participants' }), participantList, el('h2', { textContent: 'Chat' }), chatLog, chatForm)
+  root.append(recordingIndicator, breakoutStatus, controls, breakoutControls, waitingSection, el('h2', { textContent: 'Participants' }), participantList, el('h2', { textContent: 'Chat' }), chatLog, chatForm)
 
   function renderParticipants(): void {
     const items: HTMLElement[] = []
@@ -71,6 +92,39 @@ export function attachPanel(meeting: Meeting, root: HTMLElement, report: (text: 
     return item
   }
 
+  function roundRobin(count: number): BreakoutGroupRequest[] {
+    const groups = Array.from({ length: Math.max(2, Math.min(20, Math.floor(count) || 2)) }, (_, i) => ({ name: `Group ${i + 1}`, participantIds: [] as ParticipantId[] }))
+    const me = meeting.participantId
+    const everyone = [...(me === undefined ? [] : [me]), ...[...meeting.participants.values()].filter((p) => p.role !== undefined).map((p) => p.participantId)]
+    everyone.forEach((id, i) => groups[i % groups.length]?.participantIds.push(id))
+    return groups
+  }
+
+  function hideOtherGroups(): void {
+    for (const tile of tiles?.querySelectorAll<HTMLElement>('[data-participant-id]') ?? []) {
+      const id = tile.dataset.participantId as ParticipantId
+      // Only remote participants' tiles: our own is labelled `local`.
+      tile.hidden = meeting.participants.has(id) && !meeting.sharesBreakoutWith(id)
+    }
+  }
+
+  function renderBreakouts(): void {
+    const running = meeting.breakouts !== undefined
+    breakoutStatus.hidden = !running
+    breakoutStatus.textContent = running ? `You are in ${meeting.breakoutGroup?.name ?? 'the main room'}` : ''
+    breakoutControls.hidden = !isModerator()
+    split.hidden = running
+    groupCount.hidden = running
+    endBreakouts.hidden = !running
+    hideOtherGroups()
+  }
+
+  function renderRecording(): void {
+    recordingIndicator.hidden = meeting.recording === undefined
+    record.hidden = !isModerator()
+    record.textContent = meeting.recording === undefined ? 'Record' : 'Stop recording'
+  }
+
   function renderWaiting(): void {
     waitingSection.hidden = !isModerator() || meeting.waiting.length === 0
     waitingList.replaceChildren(
@@ -90,11 +144,16 @@ export function attachPanel(meeting: Meeting, root: HTMLElement, report: (text: 
     hand.textContent = handRaised ? 'Lower hand' : 'Raise hand'
     lock.hidden = !isModerator()
     lock.textContent = meeting.room?.locked ? 'Unlock room' : 'Lock room'
+    const grants = meeting.self?.grants
+    share.hidden = grants === undefined || !grants.canPublish || !grants.canPublishSources.includes('screen')
+    share.textContent = meeting.screenShare === undefined ? 'Share screen' : 'Stop sharing'
     chatForm.hidden = meeting.self?.grants.canChat === false
   }
 
   function renderAll(): void {
     renderControls()
+    renderRecording()
+    renderBreakouts()
     renderWaiting()
     renderParticipants()
   }
@@ -131,11 +190,18 @@ export function attachPanel(meeting: Meeting, root: HTMLElement, report: (text: 
       renderAll()
     }),
     meeting.on('room', renderControls),
+    meeting.on('screen-share-ended', renderControls),
     meeting.on('chat', addChat),
+    meeting.on('breakouts', renderBreakouts),
+    meeting.on('recording', ({ failed, partial }) => {
+      if (failed) report(`The recording failed${partial ? '; what was recorded is kept' : ''}.`)
+      renderRecording()
+    }),
   ]
   renderAll()
   return () => {
     for (const stop of stops) stop()
+    tileWatch.disconnect()
     root.replaceChildren()
     root.hidden = true
   }

@@ -2,23 +2,34 @@
 // RTCPeerConnection where the server always answers.
 
 import type {
+  BreakoutGroup,
+  BreakoutGroupId,
+  BreakoutGroupRequest,
+  Breakouts,
   ChatMessage,
   Grants,
   MediaKind,
   ParticipantId,
   ParticipantInfo,
   Role,
+  RecordingInfo,
+  RecordingMode,
+  ResumedReply,
   RoomInfo,
   RoomSnapshot,
   ServerEvent,
   SubscriptionInfo,
   TrackId,
   TrackInfo,
+  TrackSource,
   WaitingParticipant,
 } from '@conclave/protocol'
+import { breakoutGroupOf } from '@conclave/protocol'
 import { Emitter } from './emitter.js'
+import { DEFAULT_RESUME_WITHIN_MS, isResumable, resumeWithBackoff } from './reconnect.js'
 import { type ControlRequest, SignalingClient, SignalingError } from './signaling-client.js'
-import { sendTransceiverInit } from './simulcast.js'
+import { applyEncodings } from './dynacast.js'
+import { negotiateDependencyDescriptor, preferSvc, sendTransceiverInit, type SvcPublishing } from './simulcast.js'
 import { VideoSizeReporter } from './video-size.js'
 
 export interface RemoteTrack {
@@ -27,9 +38,16 @@ export interface RemoteTrack {
   /** The publisher's display name, when known. */
   name: string
   kind: MediaKind
+  /** What the publisher said it is (`screen` for a screen share); absent for WHIP publishers. */
+  source?: TrackSource
   /** The receive m-line that carries it. */
   mid: string
   track: MediaStreamTrack
+}
+
+export interface ScreenShareOptions {
+  /** Share this stream's video instead of asking the browser (`getDisplayMedia`). */
+  stream?: MediaStream
 }
 
 type MeetingEvents = {
@@ -37,7 +55,9 @@ type MeetingEvents = {
   'participant-left': ParticipantInfo
   /** A remote track started arriving (or moved to another m-line). */
   track: RemoteTrack
-  'track-ended': { trackId: TrackId; participantId: ParticipantId }
+  'track-ended': { trackId: TrackId; participantId: ParticipantId; source?: TrackSource }
+  /** Our screen share stopped: `stopScreenShare()`, or the browser's own "stop sharing". */
+  'screen-share-ended': { trackId: string }
   /** The meeting ended without `leave()`: the server closed it or the connection dropped. */
   closed: { reason: string }
   /** A negotiation failed; the meeting goes on with what it had. */
@@ -56,8 +76,28 @@ type MeetingEvents = {
   /** Our own role or grants changed. */
   permissions: { role: Role; grants: Grants }
   room: RoomInfo
-  /** The server ended the participation: removed by a host, or the room was closed. */
-  ended: { reason: 'removed' | 'room-closed' }
+  /**
+   * The participation ended: removed by a host, the room was closed, or the signaling dropped and
+   * could not be resumed within the server's grace period (`closed` follows); then `code` says
+   * why (`session_expired`, `resume_failed`, or `timed_out` when the server was never reached).
+   */
+  ended: { reason: 'removed' | 'room-closed' | 'session-expired'; code?: string }
+  /** The signaling socket dropped; media goes on while the meeting resumes the session. */
+  reconnecting: { reason: string }
+  /** The session was resumed on a new socket, `afterMs` after the drop; ICE was restarted if the network had changed. */
+  reconnected: { afterMs: number; attempts: number; iceRestarted: boolean }
+  /**
+   * The room started or stopped being recorded. `recording` is the one in progress (none once it
+   * stopped); `failed` and `partial` describe the one that stopped.
+   */
+  recording: { recording: RecordingInfo | undefined; failed?: boolean; partial?: boolean }
+  /**
+   * Breakouts started, changed or ended (`breakouts` undefined). `group` is ours (undefined: the
+   * main room); we hear and see only its members, and room chat reaches only them.
+   */
+  breakouts: { breakouts: Breakouts | undefined; group: BreakoutGroup | undefined }
+  /** The room's active speaker changed (undefined: nobody holds the floor). */
+  'active-speaker': { participantId: ParticipantId | undefined }
 }
 
 export interface MeetingOptions {
@@ -70,8 +110,12 @@ export interface MeetingOptions {
   token?: string
   /** Publish video as three simulcast layers (`SIMULCAST_ENCODINGS`). Default false. */
   simulcast?: boolean
+  /** Publish video as one SVC encoding instead (VP9/AV1 with a scalability mode). Default none. */
+  svc?: SvcPublishing
   /** `'relay'` sends everything through the TURN servers the join response carries (tests, strict networks). Default `'all'`. */
   iceTransportPolicy?: RTCIceTransportPolicy
+  /** How long to keep trying to resume after the signaling drops (the server's grace period). Default 15 000 ms. */
+  resumeWithinMs?: number
 }
 
 /**
@@ -93,12 +137,24 @@ export class Meeting extends Emitter<MeetingEvents> {
   room: RoomInfo | undefined
   /** Hosts and cohosts: who waits to be admitted. */
   waiting: WaitingParticipant[] = []
+  /** Who holds the floor, as the server last said. */
+  activeSpeaker: ParticipantId | undefined
+  /** The recording in progress in the room, if any: show everyone an indicator. */
+  recording: RecordingInfo | undefined
+  /** The breakouts running in the room, if any (`breakoutGroup` is ours). */
+  breakouts: Breakouts | undefined
   /** Our own tracks that a host muted; `unmuteTrack` forwards one again. */
   readonly mutedOwnTracks = new Set<TrackId>()
   readonly #sizes: VideoSizeReporter
-  #negotiating = false
+  /** The running offer/answer loop, which every negotiation request joins. */
+  #negotiation: Promise<void> | undefined
   #dirty = false
+  /** What our sending transceivers carry, when not what their kind says (camera, microphone). */
+  readonly #sources = new Map<RTCRtpTransceiver, TrackSource>()
+  #screen: { transceiver: RTCRtpTransceiver; track: MediaStreamTrack } | undefined
   #closed = false
+  /** From the snapshot: what `resume` proves the session with. */
+  #resumeId: string | undefined
 
   constructor(options: MeetingOptions) {
     super()
@@ -106,6 +162,10 @@ export class Meeting extends Emitter<MeetingEvents> {
     // The server is ICE-lite with a host candidate in every answer; TURN servers, if any, come with the join response.
     this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceTransportPolicy: options.iceTransportPolicy ?? 'all' })
     this.#sizes = new VideoSizeReporter((trackId, { width, height }) => this.setPreferredSize(trackId, width, height))
+    // A path that failed for good (a network change it did not survive): new credentials, new checks.
+    this.pc.addEventListener('iceconnectionstatechange', () => {
+      if (this.pc.iceConnectionState === 'failed' && this.#resumeId !== undefined) this.restartIce().catch((error: unknown) => this.#report(error))
+    })
   }
 
   /** Set once joined. */
@@ -115,7 +175,7 @@ export class Meeting extends Emitter<MeetingEvents> {
 
   /** Connects, joins the room, publishes the stream and subscribes to everyone; rejects if any step fails. */
   async join(): Promise<void> {
-    const { url, room, name, stream, token, simulcast = false } = this.#options
+    const { url, room, name, stream, token, simulcast = false, svc } = this.#options
     const wsUrl = new URL(url)
     if (token !== undefined) wsUrl.searchParams.set('token', token)
     try {
@@ -125,8 +185,11 @@ export class Meeting extends Emitter<MeetingEvents> {
       this.#participantId = reply.participantId
       const joined = reply.type === 'waiting' ? await this.#waitForAdmission(signaling) : reply
       this.self = { name: joined.name, role: joined.role, grants: joined.grants }
+      this.#resumeId = joined.resumeId
       this.room = joined.room
       this.waiting = joined.waiting ?? []
+      this.recording = joined.recording
+      this.breakouts = joined.breakouts
       // Before the first offer, so ICE gathering already knows the relays.
       if (joined.iceServers) this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: joined.iceServers })
       for (const participant of joined.participants) this.participants.set(participant.participantId, participant)
@@ -134,13 +197,13 @@ export class Meeting extends Emitter<MeetingEvents> {
         // Only what the grants allow is published: the server refuses an offer that sends more.
         const source = track.kind === 'audio' ? 'microphone' : 'camera'
         if (joined.grants.canPublish && joined.grants.canPublishSources.includes(source)) {
-          this.pc.addTransceiver(track, sendTransceiverInit(track, stream, simulcast))
+          const transceiver = this.pc.addTransceiver(track, sendTransceiverInit(track, stream, simulcast, svc))
+          if (svc !== undefined && track.kind === 'video') preferSvc(transceiver, svc)
         }
       }
       for (const track of joined.tracks) this.#expect(track)
       // Registered in the same task as the reply: no event can slip in between.
-      signaling.on('event', (event) => this.#handleEvent(event))
-      signaling.on('closed', ({ reason }) => this.#close(reason || 'signaling closed'))
+      this.#listen(signaling)
       await this.#negotiate()
     } catch (error) {
       await this.leave()
@@ -221,6 +284,42 @@ export class Meeting extends Emitter<MeetingEvents> {
     await this.#control({ type: locked ? 'lock-room' : 'unlock-room' })
   }
 
+  /** Hosts and cohosts: starts recording the room (everyone sees the indicator). Default `composite`. */
+  async startRecording(mode?: RecordingMode): Promise<void> {
+    await this.#control(mode === undefined ? { type: 'start-recording' } : { type: 'start-recording', mode })
+  }
+
+  /** Hosts and cohosts: stops the room's recording; it is finalized. */
+  async stopRecording(): Promise<void> {
+    await this.#control({ type: 'stop-recording' })
+  }
+
+  /** Hosts and cohosts: splits the room into named groups; everyone not named stays in the main room. */
+  async createBreakouts(groups: BreakoutGroupRequest[]): Promise<void> {
+    await this.#control({ type: 'create-breakouts', groups })
+  }
+
+  /** Hosts and cohosts: moves a participant into a group, or back to the main room with null. */
+  async moveToBreakout(participantId: ParticipantId, groupId: BreakoutGroupId | null): Promise<void> {
+    await this.#control({ type: 'move-to-breakout', participantId, groupId })
+  }
+
+  /** Hosts and cohosts: brings everyone back to the main room. */
+  async endBreakouts(): Promise<void> {
+    await this.#control({ type: 'end-breakouts' })
+  }
+
+  /** Our breakout group; undefined in the main room. */
+  get breakoutGroup(): BreakoutGroup | undefined {
+    return this.#participantId === undefined ? undefined : breakoutGroupOf(this.breakouts, this.#participantId)
+  }
+
+  /** Whether we see and hear `participantId`: with no breakouts everyone; else our group's members. */
+  sharesBreakoutWith(participantId: ParticipantId): boolean {
+    if (this.breakouts === undefined) return true
+    return breakoutGroupOf(this.breakouts, participantId)?.groupId === this.breakoutGroup?.groupId
+  }
+
   async #control(request: ControlRequest): Promise<void> {
     const signaling = this.#signaling
     if (signaling === undefined || this.#closed) throw new SignalingError('invalid_state', 'not in a meeting')
@@ -241,6 +340,74 @@ export class Meeting extends Emitter<MeetingEvents> {
     const signaling = this.#signaling
     if (signaling === undefined || this.#closed) return
     await signaling.setPreferredSize(trackId, width, height)
+  }
+
+  /** Our screen share's track while sharing. */
+  get screenShare(): MediaStreamTrack | undefined {
+    return this.#screen?.track
+  }
+
+  /** Who shares a screen now (us included), if anyone: the meeting's active presenter. */
+  get presenter(): ParticipantId | undefined {
+    if (this.#screen !== undefined) return this.#participantId
+    for (const track of this.tracks.values()) if (track.source === 'screen' && !track.muted) return track.participantId
+    return undefined
+  }
+
+  /**
+   * Shares the screen (the browser asks which one) as a second video track, published with
+   * source `screen` by renegotiating. Resolves once the server accepted it; rejects with
+   * `forbidden` when the grants do not allow `screen`, and then nothing is sent. Sharing again
+   * while sharing returns the current track.
+   */
+  async startScreenShare({ stream }: ScreenShareOptions = {}): Promise<MediaStreamTrack> {
+    if (this.#closed || this.#signaling === undefined) throw new SignalingError('invalid_state', 'not in a meeting')
+    if (this.#screen !== undefined) return this.#screen.track
+    const display = stream ?? (await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false }))
+    const track = display.getVideoTracks()[0]
+    if (track === undefined) throw new SignalingError('invalid_argument', 'the shared stream has no video track')
+    // Text and edges stay sharp; the encoder drops frames rather than resolution.
+    track.contentHint = 'detail'
+    const transceiver = this.pc.addTransceiver(track, { direction: 'sendonly', streams: [display] })
+    const screen = { transceiver, track }
+    this.#screen = screen
+    this.#sources.set(transceiver, 'screen')
+    // The browser's own "stop sharing" ends the track.
+    track.addEventListener('ended', () => {
+      if (this.#screen === screen) this.stopScreenShare().catch((error: unknown) => this.#report(error))
+    })
+    try {
+      await this.#negotiate()
+    } catch (error) {
+      if (this.#screen === screen) {
+        this.#screen = undefined
+        this.#sources.delete(transceiver)
+        track.stop()
+        // Never negotiated (the offer was rolled back): stopping removes it from later offers.
+        if (!this.#closed) transceiver.stop()
+        // Changes that waited behind the refused offer still need theirs.
+        if (this.#dirty && !this.#closed) this.#negotiate().catch((later: unknown) => this.#report(later))
+      }
+      throw error
+    }
+    return track
+  }
+
+  /** Stops sharing the screen: its m-line is stopped by renegotiating, and the others see the track end. */
+  async stopScreenShare(): Promise<void> {
+    const screen = this.#screen
+    if (screen === undefined) return
+    this.#screen = undefined
+    this.#sources.delete(screen.transceiver)
+    screen.track.stop()
+    this.emit('screen-share-ended', { trackId: screen.track.id })
+    if (this.#closed) return
+    screen.transceiver.stop()
+    await this.#negotiate()
+  }
+
+  #report(error: unknown): void {
+    if (!this.#closed) this.emit('error', error instanceof Error ? error : new Error(String(error)))
   }
 
   /** Leaves the room and closes everything. */
@@ -289,7 +456,9 @@ export class Meeting extends Emitter<MeetingEvents> {
         for (const [mid, subscription] of this.#byMid) {
           if (subscription.trackId === event.trackId) this.#byMid.delete(mid)
         }
-        if (track !== undefined) this.emit('track-ended', { trackId: track.trackId, participantId: track.participantId })
+        if (track !== undefined) {
+          this.emit('track-ended', { trackId: track.trackId, participantId: track.participantId, ...(track.source ? { source: track.source } : {}) })
+        }
         return
       }
       case 'participant-updated':
@@ -345,6 +514,28 @@ export class Meeting extends Emitter<MeetingEvents> {
       case 'room-closed':
         this.emit('ended', { reason: 'room-closed' })
         return
+      case 'recording-started':
+        this.recording = event.recording
+        this.emit('recording', { recording: event.recording })
+        return
+      case 'recording-stopped':
+        if (this.recording?.recordingId === event.recordingId) this.recording = undefined
+        this.emit('recording', { recording: this.recording, failed: event.failed, partial: event.partial })
+        return
+      case 'set-encodings':
+        // Dynacast: encodings nobody watches stop encoding; a later event restarts them.
+        applyEncodings(this.pc, event.mid, event.active).catch((error: unknown) => {
+          if (!this.#closed) this.emit('error', error instanceof Error ? error : new Error(String(error)))
+        })
+        return
+      case 'active-speaker':
+        this.activeSpeaker = event.participantId
+        this.emit('active-speaker', { participantId: event.participantId })
+        return
+      case 'breakouts-updated':
+        this.breakouts = event.breakouts ?? undefined
+        this.emit('breakouts', { breakouts: this.breakouts, group: this.breakoutGroup })
+        return
       default:
         return
     }
@@ -354,27 +545,33 @@ export class Meeting extends Emitter<MeetingEvents> {
   #expect(track: TrackInfo): void {
     if (track.participantId === this.#participantId || this.tracks.has(track.trackId)) return
     this.tracks.set(track.trackId, track)
-    this.pc.addTransceiver(track.kind, { direction: 'recvonly' })
+    const transceiver = this.pc.addTransceiver(track.kind, { direction: 'recvonly' })
+    // The server forwards SVC layer information to decoders that take it (AV1 SVC needs it).
+    if (track.kind === 'video') negotiateDependencyDescriptor(transceiver)
   }
 
   /**
    * Offers the current transceivers; runs one at a time and once more if something changed
-   * meanwhile. Rejects when the offer is refused or the answer cannot be applied.
+   * meanwhile. Settles when an offer made after the call was answered; rejects when an offer is
+   * refused or its answer cannot be applied.
    */
-  async #negotiate(): Promise<void> {
-    if (this.#negotiating) {
+  #negotiate(): Promise<void> {
+    if (this.#negotiation !== undefined) {
       this.#dirty = true
-      return
+      return this.#negotiation
     }
-    this.#negotiating = true
-    try {
-      do {
-        this.#dirty = false
-        await this.#negotiateOnce()
-      } while (this.#dirty && !this.#closed)
-    } finally {
-      this.#negotiating = false
-    }
+    const negotiation = (async () => {
+      try {
+        do {
+          this.#dirty = false
+          await this.#negotiateOnce()
+        } while (this.#dirty && !this.#closed)
+      } finally {
+        this.#negotiation = undefined
+      }
+    })()
+    this.#negotiation = negotiation
+    return negotiation
   }
 
   async #negotiateOnce(): Promise<void> {
@@ -383,9 +580,12 @@ export class Meeting extends Emitter<MeetingEvents> {
     await this.pc.setLocalDescription(offer)
     const signaling = this.#signaling
     if (signaling === undefined) return
+    // Mids exist only once the offer is set locally.
+    const sources: Record<string, TrackSource> = {}
+    for (const [transceiver, source] of this.#sources) if (transceiver.mid !== null) sources[transceiver.mid] = source
     let answer
     try {
-      answer = await signaling.offer(offer.sdp ?? '')
+      answer = await signaling.offer(offer.sdp ?? '', sources)
     } catch (error) {
       // Back to stable so the next change can offer again.
       if (!this.#closed && this.pc.signalingState === 'have-local-offer') await this.pc.setLocalDescription({ type: 'rollback' })
@@ -402,12 +602,124 @@ export class Meeting extends Emitter<MeetingEvents> {
       const transceiver = this.pc.getTransceivers().find((candidate) => candidate.mid === subscription.mid)
       if (transceiver === undefined) continue
       this.#byMid.set(subscription.mid, subscription)
+      const source = this.tracks.get(subscription.trackId)?.source
       this.emit('track', {
         ...subscription,
+        ...(source ? { source } : {}),
         name: this.participants.get(subscription.participantId)?.name ?? subscription.participantId,
         track: transceiver.receiver.track,
       })
     }
+  }
+
+  #listen(signaling: SignalingClient): void {
+    signaling.on('event', (event) => this.#handleEvent(event))
+    signaling.on('closed', ({ code, reason }) => void this.#signalingLost(signaling, code, reason || 'signaling closed'))
+  }
+
+  /**
+   * Restarts ICE (new credentials, then checks on whatever path works now) by renegotiating; the
+   * server keeps DTLS and SRTP. Called by itself after a resume when ICE had dropped, and when
+   * ICE fails; call it when the network changed (`online`, a new interface).
+   */
+  async restartIce(): Promise<void> {
+    if (this.#closed) return
+    this.pc.restartIce()
+    await this.#negotiate()
+  }
+
+  /** The socket dropped: resume the session on a new one, within the grace period, or end. */
+  async #signalingLost(signaling: SignalingClient, code: number, reason: string): Promise<void> {
+    if (this.#closed || signaling !== this.#signaling) return
+    const resumeId = this.#resumeId
+    const participantId = this.#participantId
+    if (resumeId === undefined || participantId === undefined || !isResumable(code)) {
+      this.#close(reason)
+      return
+    }
+    const droppedAt = performance.now()
+    this.emit('reconnecting', { reason })
+    const outcome = await resumeWithBackoff({
+      attempt: () => this.#resumeOnce(participantId, resumeId),
+      withinMs: this.#options.resumeWithinMs ?? DEFAULT_RESUME_WITHIN_MS,
+      cancelled: () => this.#closed,
+    })
+    if (!outcome.ok) {
+      if (outcome.reason === 'cancelled' || this.#closed) return
+      const code = outcome.error instanceof SignalingError ? outcome.error.code : 'timed_out'
+      this.emit('ended', { reason: 'session-expired', code })
+      this.#close(`could not resume (${code}): ${outcome.error?.message ?? 'the grace period is over'}`)
+      return
+    }
+    const iceRestarted = this.pc.iceConnectionState === 'disconnected' || this.pc.iceConnectionState === 'failed'
+    if (iceRestarted) this.pc.restartIce()
+    // Whatever changed while away (tracks to receive, a restart, offers that failed) is offered now.
+    if (iceRestarted || outcome.value) await this.#negotiate().catch((error: unknown) => this.#report(error))
+    if (this.#closed) return
+    this.emit('reconnected', { afterMs: Math.round(performance.now() - droppedAt), attempts: outcome.attempts, iceRestarted })
+  }
+
+  /** One attempt: a new socket, `resume`, and the room as it is now. Resolves whether an offer is needed. */
+  async #resumeOnce(participantId: ParticipantId, resumeId: string): Promise<boolean> {
+    const wsUrl = new URL(this.#options.url)
+    if (this.#options.token !== undefined) wsUrl.searchParams.set('token', this.#options.token)
+    const signaling = await SignalingClient.connect(wsUrl)
+    let reply: ResumedReply
+    try {
+      reply = await signaling.resume(this.#options.room, participantId, resumeId)
+    } catch (error) {
+      signaling.close()
+      throw error
+    }
+    if (this.#closed) {
+      // Left while this attempt was under way: leave on the socket that has the session now.
+      await signaling.leave().catch(() => undefined)
+      signaling.close()
+      return false
+    }
+    this.#signaling = signaling
+    const needsOffer = this.#applySnapshot(reply)
+    // Same task as the reply, as after join: no event can slip in between.
+    this.#listen(signaling)
+    return needsOffer
+  }
+
+  /** Brings what we know in line with a fresh snapshot; true when there are new tracks to receive. */
+  #applySnapshot(snapshot: ResumedReply): boolean {
+    this.self = { name: snapshot.name, role: snapshot.role, grants: snapshot.grants }
+    this.room = snapshot.room
+    this.waiting = snapshot.waiting ?? []
+    this.recording = snapshot.recording
+    this.breakouts = snapshot.breakouts
+    this.breakouts = snapshot.breakouts
+    const present = new Map(snapshot.participants.map((participant) => [participant.participantId, participant]))
+    for (const [id, participant] of this.participants) {
+      if (!present.has(id)) {
+        this.participants.delete(id)
+        this.emit('participant-left', participant)
+      }
+    }
+    for (const [id, participant] of present) {
+      const known = this.participants.has(id)
+      this.participants.set(id, participant)
+      this.emit(known ? 'participant-updated' : 'participant-joined', participant)
+    }
+    const published = new Set(snapshot.tracks.map((track) => track.trackId))
+    for (const [trackId, track] of this.tracks) {
+      if (published.has(trackId)) continue
+      this.tracks.delete(trackId)
+      this.emit('track-ended', { trackId, participantId: track.participantId })
+    }
+    const receiving = new Set(snapshot.subscriptions.map((subscription) => subscription.mid))
+    for (const mid of [...this.#byMid.keys()]) if (!receiving.has(mid)) this.#byMid.delete(mid)
+    const before = this.tracks.size
+    for (const track of snapshot.tracks) {
+      const known = this.tracks.get(track.trackId)
+      if (known !== undefined) this.tracks.set(track.trackId, track)
+      else this.#expect(track)
+    }
+    this.#applySubscriptions(snapshot.subscriptions)
+    return this.tracks.size > before || snapshot.tracks.some((track) => !track.muted && !snapshot.subscriptions.some((s) => s.trackId === track.trackId))
   }
 
   #close(reason: string): void {

@@ -10,9 +10,11 @@ import {
   type WaitingReply,
   type DoneReply,
   PROTOCOL_VERSION,
+  type ResumedReply,
   type ServerEvent,
   type ServerReply,
   type TrackId,
+  type TrackSource,
   parseServerMessage,
 } from '@conclave/protocol'
 import { Emitter } from './emitter.js'
@@ -82,8 +84,15 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     return this.#request({ type: 'join', id: this.#id(), protocolVersion: PROTOCOL_VERSION, room, name } as ClientMessage, ['joined', 'waiting'])
   }
 
-  offer(sdp: string): Promise<AnswerReply> {
-    return this.#request({ type: 'offer', id: this.#id(), sdp }, 'answer')
+  /** `sources` names what sending m-lines carry, by mid, when not their kind's default (`screen`). */
+  /** Takes back a session whose socket dropped (`resumeId` from its snapshot). */
+  resume(room: string, participantId: string, resumeId: string): Promise<ResumedReply> {
+    return this.#request({ type: 'resume', id: this.#id(), protocolVersion: PROTOCOL_VERSION, room, participantId, resumeId } as ClientMessage, 'resumed')
+  }
+
+  offer(sdp: string, sources: Record<string, TrackSource> = {}): Promise<AnswerReply> {
+    const named = Object.keys(sources).length > 0
+    return this.#request({ type: 'offer', id: this.#id(), sdp, ...(named ? { sources } : {}) }, 'answer')
   }
 
   leave(): Promise<LeftReply> {
@@ -110,6 +119,11 @@ export class SignalingClient extends Emitter<SignalingEvents> {
 
   #request<T extends ServerReply['type']>(message: ClientMessage, expected: T | readonly T[]): Promise<Extract<ServerReply, { type: T }>> {
     return new Promise((resolve, reject) => {
+      // A closed socket drops what is sent and never closes again: nothing would ever answer.
+      if (this.#socket.readyState !== WebSocket.OPEN) {
+        reject(new SignalingError('connection_closed', 'signaling is closed'))
+        return
+      }
       this.#pending.set(message.id, {
         resolve: (reply) => {
           if (reply.type === 'error') reject(new SignalingError(reply.code, reply.message))
@@ -133,6 +147,7 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     switch (message.type) {
       case 'joined':
       case 'waiting':
+      case 'resumed':
       case 'answer':
       case 'left':
       case 'done':

@@ -1,4 +1,5 @@
-// How the SDK publishes simulcast video: the encodings, lowest quality first.
+// How the SDK publishes scalable video: simulcast encodings (lowest quality first), or one SVC
+// encoding (VP9/AV1 with a scalability mode) whose layers the server picks per subscriber.
 
 /**
  * Three simulcast encodings, lowest quality first (the server's layer 0): a quarter, half and
@@ -11,10 +12,61 @@ export const SIMULCAST_ENCODINGS: readonly RTCRtpEncodingParameters[] = [
   { rid: 'f' },
 ]
 
-/** How to add a local track: simulcast video gets {@link SIMULCAST_ENCODINGS}, the rest one encoding. */
-export function sendTransceiverInit(track: MediaStreamTrack, stream: MediaStream, simulcast: boolean): RTCRtpTransceiverInit {
+/** Video in one encoding with spatial and temporal layers, e.g. `{ codec: 'VP9', scalabilityMode: 'L3T3_KEY' }`. */
+export interface SvcPublishing {
+  codec: 'VP9' | 'AV1'
+  /** A WebRTC-SVC scalability mode; `L3T3_KEY` is three spatial by three temporal layers. */
+  scalabilityMode: string
+}
+
+/** The RTP header extension that tells the server each packet's layers (AV1 RTP spec, appendix A). */
+export const DEPENDENCY_DESCRIPTOR_URI = 'https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension'
+
+/**
+ * How to add a local track: SVC video gets one encoding with the scalability mode, simulcast video
+ * {@link SIMULCAST_ENCODINGS}, the rest one plain encoding. SVC wins over simulcast.
+ */
+export function sendTransceiverInit(track: MediaStreamTrack, stream: MediaStream, simulcast: boolean, svc?: SvcPublishing): RTCRtpTransceiverInit {
   const init: RTCRtpTransceiverInit = { direction: 'sendonly', streams: [stream] }
+  if (svc !== undefined && track.kind === 'video') init.sendEncodings = [{ scalabilityMode: svc.scalabilityMode } as RTCRtpEncodingParameters]
   // Copies: the browser may write into the encodings it is given.
-  if (simulcast && track.kind === 'video') init.sendEncodings = SIMULCAST_ENCODINGS.map((encoding) => ({ ...encoding }))
+  else if (simulcast && track.kind === 'video') init.sendEncodings = SIMULCAST_ENCODINGS.map((encoding) => ({ ...encoding }))
   return init
+}
+
+/** `getHeaderExtensionsToNegotiate` entries (WebRTC extensions; not in every DOM typing yet). */
+interface HeaderExtensionToNegotiate {
+  uri: string
+  direction: RTCRtpTransceiverDirection
+}
+
+/**
+ * Makes an SVC video transceiver offer `svc.codec` first and the Dependency Descriptor, which
+ * Chromium leaves out of offers unless asked (the server reads the layers from it). A browser
+ * without the codec or the API keeps its defaults: the server then forwards every layer.
+ */
+export function preferSvc(transceiver: RTCRtpTransceiver, svc: SvcPublishing): void {
+  const codecs = RTCRtpReceiver.getCapabilities('video')?.codecs ?? []
+  const mimeType = `video/${svc.codec}`.toLowerCase()
+  const preferred = codecs.filter((codec) => codec.mimeType.toLowerCase() === mimeType)
+  if (preferred.length > 0) {
+    // Profile 0 first: the one the server accepts and every decoder has.
+    preferred.sort((a, b) => Number(!/profile(-id)?=0/.test(a.sdpFmtpLine ?? 'profile-id=0')) - Number(!/profile(-id)?=0/.test(b.sdpFmtpLine ?? 'profile-id=0')))
+    transceiver.setCodecPreferences([...preferred, ...codecs.filter((codec) => !preferred.includes(codec))])
+  }
+  negotiateDependencyDescriptor(transceiver)
+}
+
+/** Adds the Dependency Descriptor to what a video transceiver offers, where the browser can. */
+export function negotiateDependencyDescriptor(transceiver: RTCRtpTransceiver): void {
+  const extensions = transceiver as RTCRtpTransceiver & {
+    getHeaderExtensionsToNegotiate?: () => HeaderExtensionToNegotiate[]
+    setHeaderExtensionsToNegotiate?: (extensions: HeaderExtensionToNegotiate[]) => void
+  }
+  if (extensions.getHeaderExtensionsToNegotiate === undefined || extensions.setHeaderExtensionsToNegotiate === undefined) return
+  extensions.setHeaderExtensionsToNegotiate(
+    extensions
+      .getHeaderExtensionsToNegotiate()
+      .map((extension) => (extension.uri === DEPENDENCY_DESCRIPTOR_URI ? { ...extension, direction: 'sendrecv' } : extension)),
+  )
 }

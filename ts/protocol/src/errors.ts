@@ -40,6 +40,18 @@ export const ERROR_CODES = [
   'room_full',
   'participant_removed',
   'not_ready',
+  // reconnect (protocol 2)
+  'resume_failed',
+  'session_expired',
+  // recording
+  'recording_not_found',
+  'recording_already_active',
+  'recorder_unavailable',
+  'not_implemented',
+  // breakout rooms
+  'breakout_not_found',
+  'breakouts_not_running',
+  'breakouts_running',
 ] as const
 
 export const ErrorCode = z.enum(ERROR_CODES)
@@ -78,6 +90,21 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   // The identity was removed from the room: its token no longer admits it.
   participant_removed: 403,
   not_ready: 503,
+  // Wrong resume id, another identity, or a session this node does not hold.
+  resume_failed: 403,
+  // The grace period ran out (or the participant left): join again.
+  session_expired: 410,
+  recording_not_found: 404,
+  // A room has at most one active composite recording.
+  recording_already_active: 409,
+  // The recorder cannot be started here (not installed, no token issuer).
+  recorder_unavailable: 503,
+  not_implemented: 501,
+  breakout_not_found: 404,
+  // Moving or ending needs breakouts in progress.
+  breakouts_not_running: 409,
+  // One split at a time: end the running breakouts first.
+  breakouts_running: 409,
 }
 
 export function httpStatusFor(code: ErrorCode): number {

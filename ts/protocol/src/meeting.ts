@@ -3,7 +3,9 @@
 // may send which request.
 
 import * as z from 'zod'
+import { BreakoutsUpdatedEvent, CreateBreakoutsRequest, EndBreakoutsRequest, MoveToBreakoutRequest } from './breakouts.js'
 import { ParticipantId, ParticipantName, RequestId, TrackId } from './ids.js'
+import { RecordingId, RecordingInfo, RecordingMode } from './recording.js'
 import { Grants, Role } from './tokens.js'
 
 /** Longest chat message, in characters. */
@@ -18,6 +20,8 @@ export const ParticipantInfo = z.object({
   name: z.string(),
   role: Role.optional(),
   handRaised: z.boolean().optional(),
+  /** `reconnecting`: its signaling dropped and it may resume within the grace period; media may still flow. */
+  state: z.enum(['active', 'reconnecting']).optional(),
 })
 export type ParticipantInfo = z.infer<typeof ParticipantInfo>
 
@@ -81,6 +85,10 @@ export const SetRoleRequest = z.object({
 })
 export const LockRoomRequest = z.object({ type: z.literal('lock-room'), id: RequestId })
 export const UnlockRoomRequest = z.object({ type: z.literal('unlock-room'), id: RequestId })
+/** Hosts and cohosts: starts recording the room (default `composite`); everyone is told. */
+export const StartRecordingRequest = z.object({ type: z.literal('start-recording'), id: RequestId, mode: RecordingMode.optional() })
+/** Hosts and cohosts: stops the room's active recording; it is finalized. */
+export const StopRecordingRequest = z.object({ type: z.literal('stop-recording'), id: RequestId })
 
 /** Every meeting-control request, in the order of the protocol documentation. */
 export const MEETING_REQUESTS = [
@@ -97,6 +105,11 @@ export const MEETING_REQUESTS = [
   SetRoleRequest,
   LockRoomRequest,
   UnlockRoomRequest,
+  StartRecordingRequest,
+  StopRecordingRequest,
+  CreateBreakoutsRequest,
+  MoveToBreakoutRequest,
+  EndBreakoutsRequest,
 ] as const
 
 export type MeetingRequest = z.infer<(typeof MEETING_REQUESTS)[number]>
@@ -133,6 +146,15 @@ export const PermissionsUpdatedEvent = z.object({ type: z.literal('permissions-u
 export const RoomUpdatedEvent = z.object({ type: z.literal('room-updated'), room: RoomInfo })
 /** The room was closed (REST); the socket closes next. */
 export const RoomClosedEvent = z.object({ type: z.literal('room-closed') })
+/** To everyone in the room: it is being recorded (show an indicator until `recording-stopped`). */
+export const RecordingStartedEvent = z.object({ type: z.literal('recording-started'), recording: RecordingInfo })
+/** To everyone in the room: the recording ended; `failed` when the recorder died, `partial` when its output misses a part. */
+export const RecordingStoppedEvent = z.object({
+  type: z.literal('recording-stopped'),
+  recordingId: RecordingId,
+  partial: z.boolean(),
+  failed: z.boolean(),
+})
 
 export const MEETING_EVENTS = [
   ParticipantUpdatedEvent,
@@ -145,6 +167,9 @@ export const MEETING_EVENTS = [
   PermissionsUpdatedEvent,
   RoomUpdatedEvent,
   RoomClosedEvent,
+  RecordingStartedEvent,
+  RecordingStoppedEvent,
+  BreakoutsUpdatedEvent,
 ] as const
 
 export type MeetingEvent = z.infer<(typeof MEETING_EVENTS)[number]>
@@ -162,4 +187,6 @@ export const CLOSE_CODES = {
   removed: 4004,
   /** The room was closed. */
   roomClosed: 4005,
+  /** The same participant resumed on a newer connection. */
+  replaced: 4006,
 } as const

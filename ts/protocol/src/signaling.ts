@@ -5,6 +5,8 @@
 // for every change and get an `answer` that also says which receive m-line carries which track.
 
 import * as z from 'zod'
+import { ADAPTIVE_MEDIA_EVENTS } from './adaptive-media.js'
+import { Breakouts } from './breakouts.js'
 import { ErrorCode } from './errors.js'
 import { MediaKind, ParticipantId, RequestId, RoomId, TrackId } from './ids.js'
 import {
@@ -17,6 +19,7 @@ import {
   WaitingParticipant,
   WaitingReply,
 } from './meeting.js'
+import { RecordingInfo } from './recording.js'
 import { Grants, Role, TrackSource } from './tokens.js'
 
 /**
@@ -74,6 +77,25 @@ export const OfferRequest = z.object({
 })
 export type OfferRequest = z.infer<typeof OfferRequest>
 
+/** 128 random bits, base64url: proves a reconnecting socket holds the session it resumes. */
+export const ResumeId = z.string().regex(/^[A-Za-z0-9_-]{22}$/, 'a resume id is 22 base64url characters')
+export type ResumeId = z.infer<typeof ResumeId>
+
+/**
+ * Takes back a participation whose socket dropped, within the server's grace period, on a new
+ * socket whose token has the same identity. Answered by `resumed`, or `error` with `resume_failed`
+ * (wrong id or identity, or another node holds the session) or `session_expired` (join again).
+ */
+export const ResumeRequest = z.object({
+  type: z.literal('resume'),
+  id: RequestId,
+  protocolVersion: z.literal(PROTOCOL_VERSION),
+  room: RoomId,
+  participantId: ParticipantId,
+  resumeId: ResumeId,
+})
+export type ResumeRequest = z.infer<typeof ResumeRequest>
+
 export const LeaveRequest = z.object({ type: z.literal('leave'), id: RequestId })
 export type LeaveRequest = z.infer<typeof LeaveRequest>
 
@@ -97,6 +119,7 @@ export type SetPreferredSizeRequest = z.infer<typeof SetPreferredSizeRequest>
 
 export const ClientMessage = z.discriminatedUnion('type', [
   JoinRequest,
+  ResumeRequest,
   OfferRequest,
   LeaveRequest,
   SetPreferredSizeRequest,
@@ -132,6 +155,12 @@ export const RoomSnapshot = z.object({
   waiting: z.array(WaitingParticipant).optional(),
   /** Relays to use when a direct path fails (only when the server has TURN configured). */
   iceServers: z.array(IceServer).optional(),
+  /** Keep it: `resume` with it after the socket drops. Absent when the server does not resume. */
+  resumeId: ResumeId.optional(),
+  /** The room is being recorded: show the indicator. */
+  recording: RecordingInfo.optional(),
+  /** The breakouts in progress; the new participant is in the main room. */
+  breakouts: Breakouts.optional(),
 })
 export type RoomSnapshot = z.infer<typeof RoomSnapshot>
 
@@ -155,6 +184,19 @@ export const AnswerReply = z.object({
   subscriptions: z.array(SubscriptionInfo),
 })
 export type AnswerReply = z.infer<typeof AnswerReply>
+
+/**
+ * The participation goes on over this socket: the room as it is now, and what each receive m-line
+ * carries, so the client keeps its transceivers (renegotiate only for what changed).
+ */
+export const ResumedReply = z.object({
+  type: z.literal('resumed'),
+  id: RequestId,
+  protocolVersion: z.literal(PROTOCOL_VERSION),
+  ...RoomSnapshot.shape,
+  subscriptions: z.array(SubscriptionInfo),
+})
+export type ResumedReply = z.infer<typeof ResumedReply>
 
 export const LeftReply = z.object({ type: z.literal('left'), id: RequestId })
 export type LeftReply = z.infer<typeof LeftReply>
@@ -185,6 +227,7 @@ export type TrackEndedEvent = z.infer<typeof TrackEndedEvent>
 export const ServerReply = z.discriminatedUnion('type', [
   JoinedReply,
   WaitingReply,
+  ResumedReply,
   AnswerReply,
   LeftReply,
   DoneReply,
@@ -199,6 +242,7 @@ export const ServerEvent = z.discriminatedUnion('type', [
   TrackEndedEvent,
   AdmittedEvent,
   ...MEETING_EVENTS,
+  ...ADAPTIVE_MEDIA_EVENTS,
 ])
 export type ServerEvent = z.infer<typeof ServerEvent>
 

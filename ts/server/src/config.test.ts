@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { resolve } from 'node:path'
 import { test } from 'node:test'
 import { loadConfig } from './config.js'
 
@@ -58,4 +59,29 @@ test('TURN: URLs and secret together, a default TTL of an hour, anything half-se
     () => loadConfig({ CONCLAVE_TURN_URLS: 'turn:127.0.0.1:3478', CONCLAVE_TURN_SECRET: 's', CONCLAVE_TURN_TTL_SECONDS: '0' }),
     /CONCLAVE_TURN_TTL_SECONDS/,
   )
+})
+
+test('recording: a local folder by default, Azure with both of its variables, a recorder command split on spaces', () => {
+  assert.equal(loadConfig({}).recording, undefined)
+  const local = loadConfig({ CONCLAVE_RECORDINGS_DIR: 'recs', CONCLAVE_RECORDER_COMMAND: ' node /opt/recorder/cli.js ' })
+  assert.deepEqual(local.recording, { command: ['node', '/opt/recorder/cli.js'], output: { kind: 'local', dir: resolve('recs') } })
+  const azure = loadConfig({ CONCLAVE_AZURE_STORAGE_CONNECTION_STRING: 'AccountName=a;AccountKey=k', CONCLAVE_AZURE_CONTAINER: 'recordings' })
+  assert.deepEqual(azure.recording, { output: { kind: 'azure', connectionString: 'AccountName=a;AccountKey=k', container: 'recordings' } })
+  assert.throws(() => loadConfig({ CONCLAVE_AZURE_CONTAINER: 'recordings' }), /CONCLAVE_AZURE_STORAGE_CONNECTION_STRING/)
+  assert.throws(() => loadConfig({ CONCLAVE_AZURE_STORAGE_CONNECTION_STRING: 'AccountName=a', CONCLAVE_AZURE_CONTAINER: 'Bad_Name' }), /CONCLAVE_AZURE_CONTAINER/)
+})
+
+test('CONCLAVE_LAST_N turns audio last-N on; a malformed one is refused', () => {
+  assert.equal(loadConfig({ CONCLAVE_LAST_N: '8' }).lastN, 8)
+  assert.equal(loadConfig({ CONCLAVE_LAST_N: '0' }).lastN, 0)
+  assert.throws(() => loadConfig({ CONCLAVE_LAST_N: '-1' }), /CONCLAVE_LAST_N/)
+  assert.throws(() => loadConfig({ CONCLAVE_LAST_N: 'eight' }), /CONCLAVE_LAST_N/)
+})
+
+test('CONCLAVE_RESUME_GRACE_MS sets how long a dropped participant may resume; 0 turns resuming off; junk is refused', () => {
+  assert.equal(loadConfig({ CONCLAVE_RESUME_GRACE_MS: '2000' }).resumeGraceMs, 2000)
+  assert.equal(loadConfig({ CONCLAVE_RESUME_GRACE_MS: '0' }).resumeGraceMs, 0)
+  assert.equal(loadConfig({}).resumeGraceMs, undefined, 'createServer keeps its default')
+  assert.throws(() => loadConfig({ CONCLAVE_RESUME_GRACE_MS: '-1' }), /CONCLAVE_RESUME_GRACE_MS/)
+  assert.throws(() => loadConfig({ CONCLAVE_RESUME_GRACE_MS: '1.5s' }), /CONCLAVE_RESUME_GRACE_MS/)
 })

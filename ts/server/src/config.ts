@@ -1,7 +1,9 @@
 // Reads the server's configuration from the environment. Defaults live in createServer.
 
 import { isIP } from 'node:net'
+import { resolve } from 'node:path'
 import { isLogLevel, type LogLevel } from './log.js'
+import type { RecordingOptions } from './recording/recording-service.js'
 import type { ServerOptions } from './server.js'
 import type { TurnOptions } from './turn/turn-credentials.js'
 
@@ -13,7 +15,9 @@ export interface Config extends ServerOptions {
  * CONCLAVE_HTTP_PORT (8080), CONCLAVE_HTTP_HOST (0.0.0.0), CONCLAVE_UDP_PORT (40000),
  * CONCLAVE_UDP_BIND_ADDRESS (0.0.0.0), CONCLAVE_ANNOUNCED_ADDRESS (127.0.0.1),
  * CONCLAVE_JWT_SECRET (unset: open), CONCLAVE_JWKS_URL, CONCLAVE_API_KEY, CONCLAVE_REDIS_URL (unset: in
- * memory), CONCLAVE_REDIS_PREFIX, CONCLAVE_NODE_ID, CONCLAVE_LOG_LEVEL (info). Throws on a malformed value.
+ * memory), CONCLAVE_REDIS_PREFIX, CONCLAVE_NODE_ID, CONCLAVE_RESUME_GRACE_MS (15000; 0: no resume), CONCLAVE_LAST_N (0: off; else each participant hears only the N loudest), CONCLAVE_LOG_LEVEL (info). Recording: CONCLAVE_RECORDER_COMMAND,
+ * CONCLAVE_RECORDINGS_DIR (./recordings), CONCLAVE_AZURE_STORAGE_CONNECTION_STRING with CONCLAVE_AZURE_CONTAINER.
+ * Throws on a malformed value.
  */
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
   const config: Config = { logLevel: 'info' }
@@ -33,8 +37,22 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   if (env.CONCLAVE_REDIS_URL) config.redisUrl = url(env, 'CONCLAVE_REDIS_URL', ['redis:', 'rediss:'])
   if (env.CONCLAVE_REDIS_PREFIX) config.redisPrefix = env.CONCLAVE_REDIS_PREFIX
   if (env.CONCLAVE_NODE_ID) config.nodeId = env.CONCLAVE_NODE_ID
+  const rawGrace = env.CONCLAVE_RESUME_GRACE_MS
+  if (rawGrace) {
+    const graceMs = Number(rawGrace)
+    if (!Number.isInteger(graceMs) || graceMs < 0) throw new Error(`CONCLAVE_RESUME_GRACE_MS must be a whole number of ms, not ${rawGrace}`)
+    config.resumeGraceMs = graceMs
+  }
+  const rawLastN = env.CONCLAVE_LAST_N
+  if (rawLastN) {
+    const lastN = Number(rawLastN)
+    if (!Number.isInteger(lastN) || lastN < 0 || lastN > 1024) throw new Error(`CONCLAVE_LAST_N must be a whole number from 0 to 1024, not ${rawLastN}`)
+    config.lastN = lastN
+  }
   const turn = turnOptions(env)
   if (turn !== undefined) config.turn = turn
+  const recording = recordingOptions(env)
+  if (recording !== undefined) config.recording = recording
   const level = env.CONCLAVE_LOG_LEVEL
   if (level) {
     if (!isLogLevel(level)) throw new Error(`CONCLAVE_LOG_LEVEL must be debug, info, warn, error or silent, not ${level}`)
@@ -56,6 +74,23 @@ function turnOptions(env: NodeJS.ProcessEnv): TurnOptions | undefined {
   const ttlSeconds = rawTtl ? Number(rawTtl) : 3600
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new Error(`CONCLAVE_TURN_TTL_SECONDS must be a positive integer, not ${rawTtl}`)
   return { urls, secret, ttlSeconds }
+}
+
+// Azure wins over the local folder when configured; its two variables come together.
+function recordingOptions(env: NodeJS.ProcessEnv): RecordingOptions | undefined {
+  const options: RecordingOptions = {}
+  const command = (env.CONCLAVE_RECORDER_COMMAND ?? '').trim()
+  if (command !== '') options.command = command.split(/\s+/)
+  const connectionString = env.CONCLAVE_AZURE_STORAGE_CONNECTION_STRING
+  const container = env.CONCLAVE_AZURE_CONTAINER
+  if (connectionString || container) {
+    if (!connectionString || !container) throw new Error('CONCLAVE_AZURE_STORAGE_CONNECTION_STRING and CONCLAVE_AZURE_CONTAINER must be set together')
+    if (!/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/.test(container)) throw new Error(`CONCLAVE_AZURE_CONTAINER must be a valid container name, not ${container}`)
+    options.output = { kind: 'azure', connectionString, container }
+  } else if (env.CONCLAVE_RECORDINGS_DIR) {
+    options.output = { kind: 'local', dir: resolve(env.CONCLAVE_RECORDINGS_DIR) }
+  }
+  return Object.keys(options).length === 0 ? undefined : options
 }
 
 function port(env: NodeJS.ProcessEnv, name: string): number | undefined {

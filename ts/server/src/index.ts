@@ -5,7 +5,17 @@ export { createAuth, TokenAuthenticator, TokenIssuer, type Auth, type Authentica
 export { MemoryEventBus, type ClusterEvent, type EventBus } from './cluster/event-bus.js'
 export { RedisEventBus } from './cluster/redis-event-bus.js'
 export { createLogger, type Logger, type LogLevel } from './log.js'
-export type { EngineTrackId, MediaEngine, MediaEvent, MediaStats, PeerId, PeerStats } from './media/media-engine.js'
+export type {
+  EngineTrackId,
+  MediaEngine,
+  MediaEvent,
+  MediaStats,
+  PeerId,
+  PeerStats,
+  RtpForwardDestination,
+  RtpForwardId,
+  RtpForwardInfo,
+} from './media/media-engine.js'
 export { FakeMediaEngine } from './media/fake-media-engine.js'
 export { MeetingService, type Actor, type MemberChannel } from './rooms/meeting-service.js'
 export { createServer, type ConclaveServer, type ServerOptions } from './server.js'

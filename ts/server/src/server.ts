@@ -1,6 +1,7 @@
 // createServer: wires media, rooms, auth and HTTP together and listens. Tests start one per case.
 
 import { randomBytes } from 'node:crypto'
+import { resolve } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
 import { createAdaptorServer, upgradeWebSocket } from '@hono/node-server'
@@ -16,6 +17,7 @@ import { clientAssetsDir, loadStaticAssets } from './http/static-assets.js'
 import { createLogger, type Logger } from './log.js'
 import type { MediaEngine } from './media/media-engine.js'
 import { createNativeMediaEngine } from './media/native-media-engine.js'
+import { type RecordingOptions, RecordingService, recorderFinalizePartial } from './recording/recording-service.js'
 import { MeetingService } from './rooms/meeting-service.js'
 import { RoomService } from './rooms/room-service.js'
 import { MemoryRoomStore } from './state/memory-room-store.js'
@@ -39,6 +41,11 @@ export interface ServerOptions {
    * or a relay (the impairment proxy of the tests). Default the bound port.
    */
   announcedPort?: number
+  /**
+   * Last-N: in a big room each participant receives only the N loudest audio tracks and the
+   * cameras of the N latest speakers (screen shares always). Default 0: off.
+   */
+  lastN?: number
   /** HS256 secret for access tokens; without it (and without `jwksUrl`) the server runs open (development). */
   jwtSecret?: string
   /** A JSON Web Key Set URL for asymmetric access tokens (RS256, PS256, ES256, EdDSA). */
@@ -55,6 +62,13 @@ export interface ServerOptions {
   nodeId?: string
   /** How long a participant's record outlives its node's last renewal, in ms. Default 30 000 (renewed every third of it). */
   leaseMs?: number
+  /**
+   * How long a participant whose signaling socket dropped may `resume` (same node) before it
+   * leaves, in ms; 0 disables resuming. Default 15 000.
+   */
+  resumeGraceMs?: number
+  /** The recorder, and where recordings go. Default the repository's recorder, writing to `./recordings`. */
+  recording?: RecordingOptions
   /** A media engine to use instead of starting the native one (tests); the caller closes it. */
   media?: MediaEngine
   /** Where the client bundle is. Default `@conclave/client`'s `dist/public`. */
@@ -70,6 +84,7 @@ export interface ConclaveServer {
   media: MediaEngine
   rooms: RoomService
   meeting: MeetingService
+  recordings: RecordingService
   store: RoomStore
   nodeId: string
   /** Everyone leaves, sockets close, the engine stops (when this server started it). */
@@ -83,6 +98,7 @@ export async function createServer({
   udpBindAddress = '0.0.0.0',
   announcedAddress = '127.0.0.1',
   announcedPort,
+  lastN = 0,
   jwtSecret,
   jwksUrl,
   apiKey,
@@ -91,6 +107,8 @@ export async function createServer({
   turn,
   nodeId = `node-${randomBytes(4).toString('hex')}`,
   leaseMs = 30_000,
+  resumeGraceMs = 15_000,
+  recording = {},
   media: givenMedia,
   assetsDir = clientAssetsDir(),
   log = createLogger(),
@@ -102,6 +120,7 @@ export async function createServer({
       bindAddress: udpBindAddress,
       announcedAddress,
       announcedPort,
+      audioLastN: lastN,
       log: log.child({ component: 'media' }),
     }))
   let meeting: MeetingService | undefined
@@ -109,6 +128,7 @@ export async function createServer({
     media,
     log: log.child({ component: 'rooms' }),
     onTrackChange: (track, change) => meeting?.trackChanged(track, change),
+    lastN,
   })
   const auth = createAuth({ jwtSecret, jwksUrl, log })
   let redis: Redis | undefined
@@ -125,7 +145,21 @@ export async function createServer({
     store = new MemoryRoomStore({ leaseMs })
     bus = new MemoryEventBus()
   }
+  // The recorder joins through this server's own URL, known once it listens.
+  let ownUrl = ''
+  const { output = { kind: 'local', dir: resolve('recordings') }, ...recorder } = recording
+  const recordings = new RecordingService({
+    bus,
+    store,
+    issuer: auth.issuer,
+    output,
+    serverUrl: () => ownUrl,
+    log: log.child({ component: 'recording' }),
+    finalizePartial: recorderFinalizePartial,
+    ...recorder,
+  })
   meeting = new MeetingService({
+    recordings,
     rooms,
     store,
     bus,
@@ -133,12 +167,13 @@ export async function createServer({
     log: log.child({ component: 'meeting', nodeId }),
     refreshIntervalMs: Math.max(100, Math.floor(leaseMs / 3)),
     ...(turn ? { turn } : {}),
+    resumeGraceMs,
   })
   const meetingService = meeting
   const assets = await loadStaticAssets(assetsDir)
   if (assets.size === 0) log.warn('the client bundle is missing; the meeting page will 404', { assetsDir })
 
-  const app = createApp({ rooms, meeting: meetingService, store, auth, apiKey, readiness, log, assets, upgradeWebSocket })
+  const app = createApp({ rooms, meeting: meetingService, store, auth, apiKey, readiness, log, assets, upgradeWebSocket, recordings })
   // Frames up to 4x the protocol's limit get a typed payload_too_large; larger ones close the socket (1009).
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * MAX_MESSAGE_BYTES })
   const http = createAdaptorServer({ fetch: app.fetch, websocket: { server: wss } }) as Server
@@ -152,6 +187,7 @@ export async function createServer({
       })
     })
   } catch (error) {
+    await recordings.close()
     await meetingService.close()
     await bus.close()
     redis?.disconnect()
@@ -161,6 +197,7 @@ export async function createServer({
   const port = (http.address() as AddressInfo).port
   const shownHost = httpHost === '0.0.0.0' || httpHost === '::' ? '127.0.0.1' : httpHost
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`
+  ownUrl = url
   log.info('conclave listening', { url, udpPort: media.udpPort, announcedAddress, nodeId, store: redisUrl ? 'redis' : 'memory' })
 
   let closing: Promise<void> | undefined
@@ -171,10 +208,13 @@ export async function createServer({
     media,
     rooms,
     meeting: meetingService,
+    recordings,
     store,
     nodeId,
     close: () => {
       closing ??= (async () => {
+        // Recorders finalize while the room is still there to record.
+        await recordings.close()
         for (const client of wss.clients) client.terminate()
         await new Promise<void>((resolve) => {
           http.close(() => resolve())

@@ -13,6 +13,7 @@ pub const SUPPORTED_HEADER_EXTENSIONS: &[&str] = &[
     "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
     "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    crate::dependency_descriptor::URI,
 ];
 
 /// RTCP feedback we answer; the engine implements exactly these.
@@ -21,7 +22,8 @@ const SUPPORTED_FEEDBACK: &[&str] = &["nack", "nack pli", "ccm fir", "transport-
 /// H.264 Constrained Baseline level 3.1: what every browser decodes in hardware and software.
 const PREFERRED_H264_PROFILE: &str = "42e01f";
 
-/// We never answer `a=extmap-allow-mixed`, so only one-byte header ids (RFC 8285 §4.2) are usable.
+/// Only one-byte header ids (RFC 8285 §4.2): the engine writes one-byte headers to subscribers,
+/// whether or not the offer allowed mixing.
 const MAX_ONE_BYTE_EXTMAP_ID: u8 = 14;
 
 /// RFC 8445 §5.1.2.1 priority of a host candidate: type preference 126, local preference
@@ -117,7 +119,7 @@ impl AnswerMedia {
 
     /// Whether the answer will carry this m-line: accepted, with a usable mid and a codec.
     /// Anything else is written rejected, so a bad decision still yields a valid answer.
-    fn is_written_accepted(&self) -> bool {
+    pub(super) fn is_written_accepted(&self) -> bool {
         self.accepted && is_token(&self.mid) && !self.codecs.is_empty()
     }
 }
@@ -189,7 +191,23 @@ fn select_video(offered: &MediaSection) -> Vec<Codec> {
         !c.fmtp_param("profile-level-id")
             .is_some_and(|profile| profile.eq_ignore_ascii_case(PREFERRED_H264_PROFILE))
     });
-    with_rtx(offered, vp8.chain(h264))
+    // VP9 and AV1 profile 0 (what every browser encodes in software) come after VP8 and H264,
+    // unless the offerer put one of them first (a publisher choosing SVC).
+    let svc_codecs = offered.codecs.iter().filter(|c| {
+        c.clock_rate == 90_000
+            && ((c.is("VP9") && c.fmtp_param("profile-id").is_none_or(|p| p == "0"))
+                || (c.is("AV1") && c.fmtp_param("profile").is_none_or(|p| p == "0")))
+    });
+    let svc_first = offered
+        .codecs
+        .iter()
+        .find(|c| !c.is("rtx") && !c.is("red") && !c.is("ulpfec") && !c.is("flexfec-03"))
+        .is_some_and(|c| c.is("VP9") || c.is("AV1"));
+    if svc_first {
+        with_rtx(offered, svc_codecs.chain(vp8).chain(h264))
+    } else {
+        with_rtx(offered, vp8.chain(h264).chain(svc_codecs))
+    }
 }
 
 /// The chosen codecs, each followed by its rtx, with feedback we do not implement removed.
@@ -296,6 +314,10 @@ pub fn write_answer(
         out.0.push_str("\r\n");
     }
     out.line(format_args!("a=ice-lite"));
+    if offer.extmap_allow_mixed {
+        // Chromium sends a Dependency Descriptor's structure (over 16 bytes) only when allowed.
+        out.line(format_args!("a=extmap-allow-mixed"));
+    }
     out.line(format_args!("a=msid-semantic: WMS *"));
     for (index, offered) in offer.media.iter().enumerate() {
         let rejected;
@@ -315,7 +337,7 @@ pub fn write_answer(
     out.0
 }
 
-fn write_accepted(out: &mut Writer, local: &LocalTransport, answer: &AnswerMedia) {
+pub(super) fn write_accepted(out: &mut Writer, local: &LocalTransport, answer: &AnswerMedia) {
     let _ = write!(
         out.0,
         "m={} 9 {}",
@@ -435,7 +457,7 @@ fn write_send_stream(out: &mut Writer, answer: &AnswerMedia, send: &SendStream) 
 }
 
 /// Port 0, same mid, `a=inactive`; no transport lines since nothing flows.
-fn write_rejected(out: &mut Writer, local: &LocalTransport, answer: &AnswerMedia) {
+pub(super) fn write_rejected(out: &mut Writer, local: &LocalTransport, answer: &AnswerMedia) {
     let is_rtp = answer.protocol.contains("RTP/");
     let format = answer.rejected_format.as_str();
     let usable = if is_rtp {
@@ -465,10 +487,10 @@ fn connection(local: &LocalTransport) -> &'static str {
     }
 }
 
-struct Writer(String);
+pub(super) struct Writer(pub(super) String);
 
 impl Writer {
-    fn line(&mut self, args: fmt::Arguments<'_>) {
+    pub(super) fn line(&mut self, args: fmt::Arguments<'_>) {
         // Writing into a String cannot fail.
         let _ = self.0.write_fmt(args);
         self.0.push_str("\r\n");
@@ -476,7 +498,7 @@ impl Writer {
 }
 
 /// Writes only visible ASCII (no spaces), `-` if nothing is left: one SDP field.
-struct Token<'a>(&'a str);
+pub(super) struct Token<'a>(pub(super) &'a str);
 
 impl fmt::Display for Token<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -526,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn video_prefers_vp8_then_h264_constrained_baseline_with_their_rtx() {
+    fn video_prefers_vp8_then_h264_constrained_baseline_then_vp9_with_their_rtx() {
         let offered = section(concat!(
             "m=video 9 UDP/TLS/RTP/SAVPF 102 103 96 97 104 105 106 98\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\n",
             "a=rtpmap:102 H264/90000\r\na=fmtp:102 profile-level-id=64001f;packetization-mode=1\r\n",
@@ -541,7 +563,7 @@ mod tests {
         let answer = select_media(&offered);
         assert!(answer.accepted);
         assert_eq!(answer.direction, Direction::RecvOnly);
-        assert_eq!(pts(&answer), [96, 97, 104, 105, 102, 103]);
+        assert_eq!(pts(&answer), [96, 97, 104, 105, 102, 103, 98]);
         assert_eq!(answer.codecs[0].rtcp_fbs, ["nack"]);
     }
 
@@ -560,7 +582,7 @@ mod tests {
     #[test]
     fn no_common_codec_inactive_port_zero_and_data_channels_are_rejected() {
         let cases = [
-            "m=video 9 UDP/TLS/RTP/SAVPF 98\r\na=mid:0\r\na=rtpmap:98 VP9/90000\r\n",
+            "m=video 9 UDP/TLS/RTP/SAVPF 98\r\na=mid:0\r\na=rtpmap:98 H265/90000\r\n",
             "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=inactive\r\na=rtpmap:96 VP8/90000\r\n",
             "m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\n",
             "m=video 9 RTP/AVP 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\n",
@@ -606,6 +628,43 @@ mod tests {
         let answer = select_media(&offered);
         assert_eq!(answer.recv_simulcast, [vec!["l"], vec!["h"]]);
         assert_eq!(answer.recv_rids().collect::<Vec<_>>(), ["l", "h"]);
+    }
+
+    #[test]
+    fn an_offer_preferring_vp9_or_av1_keeps_them_first_with_the_dependency_descriptor() {
+        let offered = section(concat!(
+            "m=video 9 UDP/TLS/RTP/SAVPF 45 98 100 96\r\na=mid:0\r\na=sendonly\r\n",
+            "a=extmap:12 https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension\r\n",
+            "a=rtpmap:45 AV1/90000\r\na=fmtp:45 level-idx=5;profile=0;tier=0\r\n",
+            "a=rtpmap:98 VP9/90000\r\na=fmtp:98 profile-id=2\r\n",
+            "a=rtpmap:100 VP9/90000\r\na=fmtp:100 profile-id=0\r\n",
+            "a=rtpmap:96 VP8/90000\r\n",
+        ));
+        let answer = select_media(&offered);
+        assert_eq!(pts(&answer), [45, 100, 96], "VP9 profile 2 is left out");
+        assert_eq!(
+            answer.extmaps.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [12]
+        );
+    }
+
+    #[test]
+    fn extmap_allow_mixed_is_answered_only_when_offered() {
+        let local = LocalTransport {
+            ice_ufrag: "u".into(),
+            ice_pwd: "p".into(),
+            fingerprint_sha256: "AB".into(),
+            candidate: "127.0.0.1:40000".parse().unwrap(),
+            setup: Setup::Passive,
+        };
+        let media = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\n";
+        for allow in [false, true] {
+            let mut description = offer(media);
+            description.extmap_allow_mixed = allow;
+            let answers: Vec<AnswerMedia> = description.media.iter().map(select_media).collect();
+            let text = write_answer(&description, &local, &answers, 1);
+            assert_eq!(text.contains("a=extmap-allow-mixed\r\n"), allow);
+        }
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! SDP for an ICE-lite answerer: browser offers in, our answers out. Text only; no ICE or DTLS state.
 //!
-//! The SFU always answers. [`parse`] reads an offer into a [`SessionDescription`] and rejects
+//! The SFU answers browser offers. [`parse`] reads an offer into a [`SessionDescription`] and rejects
 //! malformed text with an [`SdpError`] naming the line; [`validate_offer`] checks what the engine
 //! needs (ICE credentials, a fingerprint, BUNDLE, rtcp-mux); [`select_media`] decides, per offered
-//! m-line, what we accept; [`write_answer`] renders the answer. Nothing here panics on any input.
+//! m-line, what we accept; [`write_answer`] renders the answer. [`write_offer`] renders the one
+//! offer the engine makes: a negotiated session plus m-lines it sends on. Nothing here panics on
+//! any input.
 
 mod answer;
+mod offer;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -16,6 +19,7 @@ pub use answer::{
     select_media, write_answer, AnswerMedia, LocalTransport, SendStream,
     SUPPORTED_HEADER_EXTENSIONS,
 };
+pub use offer::write_offer;
 pub use parse::parse;
 
 /// Offers longer than this are refused before parsing. A Chromium offer with 100 video
@@ -359,6 +363,10 @@ pub struct SessionDescription {
     pub ice_ufrag: Option<String>,
     pub ice_pwd: Option<String>,
     pub ice_lite: bool,
+    /// `a=extmap-allow-mixed` (RFC 8285 §6): one- and two-byte header extensions may mix, so
+    /// an extension element may be longer than 16 bytes (a Dependency Descriptor with its
+    /// structure is).
+    pub extmap_allow_mixed: bool,
     pub fingerprint: Option<Fingerprint>,
     pub setup: Option<Setup>,
     /// The mids of the `a=group:BUNDLE` line, in order; the first is the tagged m-line.

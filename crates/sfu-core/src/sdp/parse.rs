@@ -135,6 +135,7 @@ struct Parser {
     ice_ufrag: Option<String>,
     ice_pwd: Option<String>,
     ice_lite: bool,
+    extmap_allow_mixed: bool,
     fingerprint: Option<Fingerprint>,
     setup: Option<Setup>,
     direction: Option<Direction>,
@@ -238,6 +239,10 @@ impl Parser {
             ),
             "ice-lite" => {
                 self.ice_lite = true;
+                Ok(())
+            }
+            "extmap-allow-mixed" => {
+                self.extmap_allow_mixed = true;
                 Ok(())
             }
             "fingerprint" => {
@@ -532,6 +537,7 @@ impl Parser {
             ice_ufrag: self.ice_ufrag,
             ice_pwd: self.ice_pwd,
             ice_lite: self.ice_lite,
+            extmap_allow_mixed: self.extmap_allow_mixed,
             fingerprint: self.fingerprint,
             setup: self.setup,
             bundle,

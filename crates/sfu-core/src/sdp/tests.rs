@@ -282,11 +282,11 @@ fn chrome_publisher_is_answered_recvonly_with_vp8_then_h264_and_supported_extens
     assert_eq!(pts(audio), [111]);
     assert_eq!(audio.codecs[0].rtcp_fbs, ["transport-cc"]);
     assert_eq!(ext_ids(audio), [1, 2, 3, 4]);
-    // VP8, then H264 pm=1 with 42e01f first, each followed by its rtx; pm=0, VP9, AV1, red and
-    // ulpfec are dropped.
+    // VP8, then H264 pm=1 with 42e01f first, then VP9 and AV1 profile 0, each followed by its
+    // rtx; pm=0, other VP9 profiles, red and ulpfec are dropped.
     assert_eq!(
         pts(video),
-        [96, 97, 106, 107, 102, 103, 127, 125, 41, 42, 112, 113]
+        [96, 97, 106, 107, 102, 103, 127, 125, 41, 42, 112, 113, 98, 99, 35, 36]
     );
     assert_eq!(
         video.codecs[0].rtcp_fbs,
@@ -379,8 +379,8 @@ fn firefox_offer_uses_session_fingerprint_and_its_own_extmap_ids() {
     );
     assert_eq!(pts(audio), [109]);
     assert_eq!(ext_ids(audio), [1, 3]);
-    // H264 97 lacks packetization-mode=1; 126 (42e01f) goes before 105.
-    assert_eq!(pts(sent), [120, 124, 126, 127, 105, 106]);
+    // H264 97 lacks packetization-mode=1; 126 (42e01f) goes before 105; VP9 last.
+    assert_eq!(pts(sent), [120, 124, 126, 127, 105, 106, 121, 125]);
     assert_eq!(ext_ids(sent), [3, 4, 7]);
     assert!(n.offer.media[2].ssrcs.is_empty());
     assert!(!received.ssrcs.is_empty());
@@ -421,12 +421,23 @@ fn data_channel_m_line_is_rejected_in_place_and_left_out_of_bundle() {
     );
 }
 
-/// VP8 first, then only H264 with packetization-mode=1, Constrained Baseline 42e01f first.
+/// VP8 first, then only H264 with packetization-mode=1, Constrained Baseline 42e01f first, then
+/// VP9 and AV1 profile 0.
 fn check_video_preference(section: &MediaSection) {
     let primaries: Vec<&Codec> = section.codecs.iter().filter(|c| !c.is("rtx")).collect();
     assert!(primaries[0].is("VP8"), "VP8 first");
     let h264: Vec<&Codec> = primaries.iter().copied().filter(|c| c.is("H264")).collect();
-    assert_eq!(h264.len() + 1, primaries.len(), "only VP8 and H264");
+    let svc: Vec<&Codec> = primaries
+        .iter()
+        .copied()
+        .filter(|c| c.is("VP9") || c.is("AV1"))
+        .collect();
+    assert!(svc.len() <= 2, "one VP9 and one AV1 at most");
+    assert_eq!(
+        h264.len() + svc.len() + 1,
+        primaries.len(),
+        "only VP8, H264, VP9, AV1"
+    );
     assert!(h264
         .iter()
         .all(|c| c.fmtp_param("packetization-mode") == Some("1")));
@@ -499,7 +510,7 @@ fn captured_chromium_offers_are_answered_like_the_hand_written_ones() {
 }
 
 #[test]
-fn no_common_codec_and_inactive_m_lines_are_rejected_and_leave_the_bundle() {
+fn a_vp9_only_m_line_is_accepted_and_inactive_m_lines_are_rejected_and_leave_the_bundle() {
     let n = negotiate(CHROMIUM_VP9_ONLY_AND_INACTIVE);
     let states: Vec<(u16, Direction)> = n
         .answer
@@ -510,12 +521,17 @@ fn no_common_codec_and_inactive_m_lines_are_rejected_and_leave_the_bundle() {
     assert_eq!(
         states,
         [
-            (0, Direction::Inactive),
+            (9, Direction::SendOnly),
             (0, Direction::Inactive),
             (9, Direction::SendOnly)
         ]
     );
-    assert_eq!(n.answer.bundle, ["2"]);
+    assert_eq!(
+        pts(&n.answer.media[0]),
+        [98, 99],
+        "VP9 profile 0 and its rtx"
+    );
+    assert_eq!(n.answer.bundle, ["0", "2"]);
     let reoffer = negotiate(CHROMIUM_STOPPED_REOFFER);
     assert_eq!(reoffer.offer.bundle, ["2"]);
     assert_eq!(
@@ -544,7 +560,11 @@ fn firefox_simulcast_gets_recv_rids_and_complemented_extension_directions() {
         rid_ext.map(|e| (e.id, e.direction)),
         Some((9, Some(Direction::RecvOnly)))
     );
-    assert_eq!(pts(video), [120, 124], "this Firefox build has no H264");
+    assert_eq!(
+        pts(video),
+        [120, 124, 121, 125, 99, 100],
+        "this Firefox build has no H264"
+    );
 }
 
 #[test]

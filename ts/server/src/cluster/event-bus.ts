@@ -1,7 +1,7 @@
 // How nodes tell each other what happened to a room: one ordered stream of ClusterEvents that
 // every node (the sender included) receives. In memory for one node, Redis pub/sub for a cluster.
 
-import type { ChatMessage, ParticipantId, RoomId, TrackId } from '@conclave/protocol'
+import type { Breakouts, ChatMessage, ParticipantId, RecordingId, RecordingInfo, RoomId, TrackId } from '@conclave/protocol'
 import type { ParticipantRecord, RoomRecord } from '../state/room-store.js'
 
 /** Facts about a room, in the past tense. The store already holds the state they describe. */
@@ -15,9 +15,14 @@ export type ClusterEvent =
   | { type: 'waiting-room-changed'; roomId: RoomId }
   | { type: 'track-muted'; roomId: RoomId; participantId: ParticipantId; trackId: TrackId; by: ParticipantId | undefined }
   | { type: 'track-unmuted'; roomId: RoomId; participantId: ParticipantId; trackId: TrackId }
-  | { type: 'chat-posted'; roomId: RoomId; message: ChatMessage }
+  /** `audience`: while breakouts run, only these participants get a room message (the sender's group). */
+  | { type: 'chat-posted'; roomId: RoomId; message: ChatMessage; audience?: ParticipantId[] }
   | { type: 'room-updated'; roomId: RoomId; room: RoomRecord }
+  /** The room's breakouts were created, changed or (undefined) ended; the store holds the same. */
+  | { type: 'breakouts-changed'; roomId: RoomId; breakouts: Breakouts | undefined }
   | { type: 'room-closed'; roomId: RoomId; participants: ParticipantRecord[] }
+  | { type: 'recording-started'; roomId: RoomId; recording: RecordingInfo }
+  | { type: 'recording-stopped'; roomId: RoomId; recordingId: RecordingId; partial: boolean; failed: boolean }
 
 export type ClusterEventListener = (event: ClusterEvent) => void
 

@@ -7,6 +7,7 @@ import type { UpgradeWebSocket } from 'hono/ws'
 import { AppError, toAppError } from '../app-error.js'
 import { type Auth, type Principal, bearerToken } from '../auth/authenticator.js'
 import type { Logger } from '../log.js'
+import type { RecordingService } from '../recording/recording-service.js'
 import type { MeetingService } from '../rooms/meeting-service.js'
 import type { RoomService } from '../rooms/room-service.js'
 import type { RoomStore } from '../state/room-store.js'
@@ -29,11 +30,12 @@ export interface AppOptions {
   assets: StaticAssets
   /** The runtime's WebSocket upgrade; without it `/ws` answers 426. */
   upgradeWebSocket?: UpgradeWebSocket
+  recordings?: RecordingService | undefined
 }
 
 type Env = { Variables: { principal: Principal } }
 
-export function createApp({ rooms, meeting, store, auth, apiKey, readiness, log, assets, upgradeWebSocket }: AppOptions): Hono<Env> {
+export function createApp({ rooms, meeting, store, auth, apiKey, readiness, log, assets, upgradeWebSocket, recordings }: AppOptions): Hono<Env> {
   const app = new Hono<Env>()
   app.onError(handleError(log))
 
@@ -51,7 +53,7 @@ export function createApp({ rooms, meeting, store, auth, apiKey, readiness, log,
     app.route(`/${kind}`, createSessionRoutes({ kind, rooms, auth: auth.authenticator, store }))
   }
 
-  const rest = createRestApi({ meeting, auth, apiKey, log, ...(readiness ? { readiness } : {}) })
+  const rest = createRestApi({ meeting, auth, apiKey, log, recordings, store, ...(readiness ? { readiness } : {}) })
   app.route('/v1', rest.api)
   app.route('/', rest.health)
 
@@ -93,8 +95,8 @@ export function createApp({ rooms, meeting, store, auth, apiKey, readiness, log,
               const data: unknown = event.data
               void session?.handleFrame(typeof data === 'string' ? data : new ArrayBuffer(0))
             },
-            onClose: () => {
-              void session?.handleClose()
+            onClose: (event) => {
+              void session?.handleClose(event.code)
             },
           }
         })

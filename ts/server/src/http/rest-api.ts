@@ -6,8 +6,11 @@ import { type Context, Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import type * as z from 'zod'
 import {
+  type BreakoutsResponse,
+  CreateBreakoutsBody,
   CreateRoomRequest,
   CreateTokenRequest,
+  MoveToBreakoutBody,
   MuteRequest,
   ParticipantId,
   ParticipantName,
@@ -23,9 +26,11 @@ import {
 import { AppError } from '../app-error.js'
 import { type Auth, bearerToken } from '../auth/authenticator.js'
 import type { Logger } from '../log.js'
+import type { RecordingService } from '../recording/recording-service.js'
 import type { Actor, MeetingService } from '../rooms/meeting-service.js'
-import type { ParticipantRecord, RoomRecord } from '../state/room-store.js'
+import type { ParticipantRecord, RoomRecord, RoomStore } from '../state/room-store.js'
 import { openApiDocument } from './openapi.js'
+import { createRecordingRoutes } from './recording-routes.js'
 
 /** Named checks for /readyz; each resolves when its dependency answers. */
 export type Readiness = Record<string, () => Promise<unknown>>
@@ -39,14 +44,22 @@ export interface RestApiOptions {
   log: Logger
   /** Largest accepted JSON body. Default 64 KiB. */
   maxBodyBytes?: number
+  /** Recordings; without them starting one answers `recorder_unavailable`. */
+  recordings?: RecordingService | undefined
+  /** Removed identities, refused on the routes that take a host's token. */
+  store?: Pick<RoomStore, 'isRemoved'>
 }
 
 /** The REST API acts with every right a host has, in any room. */
 const API_ACTOR: Actor = { kind: 'api' }
 
-export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxBodyBytes = 64 * 1024 }: RestApiOptions) {
+export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxBodyBytes = 64 * 1024, recordings, store = { isRemoved: async () => false } }: RestApiOptions) {
   const api = new Hono()
   const keyDigest = apiKey === undefined ? undefined : digest(apiKey)
+  const presentsApiKey = (c: Context): boolean => {
+    const presented = bearerToken(c.req.header('authorization')) ?? c.req.header('x-api-key')
+    return keyDigest !== undefined && presented !== undefined && timingSafeEqual(digest(presented), keyDigest)
+  }
 
   api.use(
     '*',
@@ -70,14 +83,16 @@ export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxB
     return c.json(await auth.issuer.mint({ room, identity, role, ttlSeconds: TOKEN_TTL_LIMITS.default, ...(name ? { name } : {}) }))
   })
 
+  // Recordings take a host's or cohost's token as well as the API key.
+  api.route('/', createRecordingRoutes({ meeting, recordings, auth, store, presentsApiKey, openApi: keyDigest === undefined && auth.devMode }))
+
   // Everything below needs the API key (or open dev mode without one).
   api.use('*', async (c, next) => {
     if (keyDigest === undefined) {
       if (!auth.devMode) throw new AppError('unauthenticated', 'the REST API needs CONCLAVE_API_KEY to be set on the server')
       return next()
     }
-    const presented = bearerToken(c.req.header('authorization')) ?? c.req.header('x-api-key')
-    if (presented === undefined || !timingSafeEqual(digest(presented), keyDigest)) throw new AppError('unauthenticated', 'a valid API key is required')
+    if (!presentsApiKey(c)) throw new AppError('unauthenticated', 'a valid API key is required')
     return next()
   })
 
@@ -149,6 +164,28 @@ export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxB
     return c.json({ count: await meeting.deny(API_ACTOR, roomParam(c), participantIds) })
   })
 
+  api.get('/rooms/:room/breakouts', async (c) => {
+    const breakouts = await meeting.breakoutsOf(roomParam(c))
+    return c.json({ breakouts: breakouts ?? null } satisfies BreakoutsResponse)
+  })
+
+  api.post('/rooms/:room/breakouts', async (c) => {
+    const { groups } = await body(c, CreateBreakoutsBody)
+    const breakouts = await meeting.createBreakouts(API_ACTOR, roomParam(c), groups)
+    return c.json({ breakouts } satisfies BreakoutsResponse, 201)
+  })
+
+  api.post('/rooms/:room/breakouts/move', async (c) => {
+    const { participantId, groupId } = await body(c, MoveToBreakoutBody)
+    const breakouts = await meeting.moveToBreakout(API_ACTOR, roomParam(c), participantId, groupId)
+    return c.json({ breakouts } satisfies BreakoutsResponse)
+  })
+
+  api.delete('/rooms/:room/breakouts', async (c) => {
+    await meeting.endBreakouts(API_ACTOR, roomParam(c))
+    return c.body(null, 204)
+  })
+
   api.all('*', () => {
     throw new AppError('resource_not_found', 'no such API route')
   })
@@ -191,7 +228,7 @@ export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxB
 }
 
 function participantDetails(record: ParticipantRecord): ParticipantDetails {
-  const { roomId: _roomId, ...details } = record
+  const { roomId: _roomId, resumeHash: _resumeHash, connection: _connection, ...details } = record
   return details
 }
 

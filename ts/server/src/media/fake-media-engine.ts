@@ -12,7 +12,11 @@ import type {
   MediaSubscription,
   PeerId,
   PeerStats,
+  RtpForwardDestination,
+  RtpForwardId,
+  RtpForwardInfo,
 } from './media-engine.js'
+import { checkRtpForwardDestination } from './rtp-forward-destination.js'
 
 interface FakePeer {
   /** Receive m-lines by mid, with the track each carries. */
@@ -38,9 +42,13 @@ export class FakeMediaEngine implements MediaEngine {
   readonly #listeners = new Set<MediaEventListener>()
   #nextPeer = 1
   #nextTrack = 1
+  readonly #rtpForwards = new Map<RtpForwardId, EngineTrackId>()
+  #nextRtpForward = 1
   #closed = false
   /** Every command received, for assertions: `['subscribe', 2, 1]`. */
   readonly calls: unknown[][] = []
+  /** Each peer's partition as last set (absent: the main room, 0). */
+  readonly partitions = new Map<PeerId, number>()
 
   constructor({ udpPort = 40000 }: { udpPort?: number } = {}) {
     this.udpPort = udpPort
@@ -128,6 +136,42 @@ export class FakeMediaEngine implements MediaEngine {
     // One layer per track here: nothing to switch, so no layer-switched event.
   }
 
+  async setPriority(peerId: PeerId, trackId: EngineTrackId, priority: number): Promise<void> {
+    this.#record('setPriority', peerId, trackId, priority)
+    const peer = this.#peer(peerId)
+    if (![...peer.slots.values()].some((slot) => slot.track === trackId)) {
+      throw new AppError('not_subscribed', `peer-${peerId} does not receive track-${trackId}`)
+    }
+  }
+
+  async setPartition(peerId: PeerId, partition: number): Promise<void> {
+    this.#record('setPartition', peerId, partition)
+    this.#peer(peerId)
+    this.partitions.set(peerId, partition)
+  }
+
+  async addRtpForward(trackId: EngineTrackId, destination: RtpForwardDestination): Promise<RtpForwardInfo> {
+    this.#record('addRtpForward', trackId, destination)
+    this.#open()
+    checkRtpForwardDestination(destination)
+    const track = this.#tracks.get(trackId)
+    if (track === undefined) throw new AppError('track_not_found', `track-${trackId} does not exist`)
+    const id = this.#nextRtpForward++ as RtpForwardId
+    this.#rtpForwards.set(id, trackId)
+    const destinationText = destination.address.includes(':') ? `[${destination.address}]:${destination.port}` : `${destination.address}:${destination.port}`
+    const codec = track.kind === 'audio' ? { codec: 'opus', payloadType: 111, clockRate: 48_000, channels: 2 } : { codec: 'VP8', payloadType: 96, clockRate: 90_000 }
+    return { id, trackId, kind: track.kind, destination: destinationText, ssrc: 5000 + id, ...codec }
+  }
+
+  async removeRtpForward(id: RtpForwardId): Promise<boolean> {
+    this.#record('removeRtpForward', id)
+    this.#open()
+    const trackId = this.#rtpForwards.get(id)
+    this.#rtpForwards.delete(id)
+    // A forward ends with its track, as in the engine.
+    return trackId !== undefined && this.#tracks.has(trackId)
+  }
+
   async peerStats(peerId: PeerId): Promise<PeerStats> {
     const peer = this.#peer(peerId)
     const subscriptions = [...peer.slots.values()].filter((slot) => slot.track !== undefined).length
@@ -188,6 +232,11 @@ export class FakeMediaEngine implements MediaEngine {
       events.push({ type: 'track-ended', peerId, trackId })
     }
     peer.published.clear()
+    this.#emitLater(events)
+  }
+
+  /** Test control: the engine reports `events` (voice activity, dynacast), as it would decide them. */
+  report(events: MediaEvent[]): void {
     this.#emitLater(events)
   }
 

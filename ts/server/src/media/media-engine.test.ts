@@ -96,6 +96,33 @@ for (const flavor of ENGINE_FLAVORS) {
       assert.ok(!events.some((event) => event.type === 'layer-switched'), 'a track of one layer never switches')
     })
 
+    test('a peer moves between partitions while keeping its subscriptions; an unknown peer is peer_not_found', async () => {
+      const { video } = await publish()
+      const viewer = await media.createPeer()
+      await media.applyOffer(viewer, VIEW_OFFER)
+      await media.subscribe(viewer, video)
+      await media.setPartition(viewer, 4)
+      await media.setPartition(viewer, 0)
+      assert.equal((await media.stats()).subscriptions, 1, 'nothing is unsubscribed')
+      await assert.rejects(media.setPartition(999 as PeerId, 1), withCode('peer_not_found'))
+    })
+
+    test('an RTP forward tees a track to a private address until removed or the track ends', async () => {
+      const { peerId, audio, video } = await publish()
+      const camera = await media.addRtpForward(video, { address: '127.0.0.1', port: 47_000 })
+      assert.deepEqual([camera.trackId, camera.kind, camera.codec, camera.clockRate, camera.channels], [video, 'video', 'VP8', 90_000, undefined])
+      const microphone = await media.addRtpForward(audio, { address: '10.1.2.3', port: 47_002 })
+      assert.deepEqual([microphone.kind, microphone.codec, microphone.clockRate, microphone.channels], ['audio', 'opus', 48_000, 2])
+      assert.notEqual(camera.id, microphone.id)
+      await assert.rejects(media.addRtpForward(video, { address: '8.8.8.8', port: 5004 }), withCode('forbidden'))
+      await assert.rejects(media.addRtpForward(video, { address: 'localhost', port: 5004 }), withCode('bad_request'))
+      await assert.rejects(media.addRtpForward(999 as EngineTrackId, { address: '127.0.0.1', port: 5004 }), withCode('track_not_found'))
+      assert.equal(await media.removeRtpForward(camera.id), true)
+      assert.equal(await media.removeRtpForward(camera.id), false, 'removing again is no error')
+      await media.closePeer(peerId)
+      assert.equal(await media.removeRtpForward(microphone.id), false, 'the forward ended with its track')
+    })
+
     test('misuse is an error with a stable code', async () => {
       await assert.rejects(media.applyOffer(999 as PeerId, PUBLISH_OFFER), withCode('peer_not_found'))
       await assert.rejects(media.closePeer(999 as PeerId), withCode('peer_not_found'))

@@ -10,6 +10,10 @@ export type PeerId = number & { readonly [peerIdBrand]: true }
 /** One published track inside the engine, assigned by the engine. Rooms give it a wire id. */
 export type EngineTrackId = number & { readonly [engineTrackIdBrand]: true }
 
+declare const rtpForwardIdBrand: unique symbol
+/** One RTP forward (a track teed as plain RTP to a recorder), assigned by the engine. */
+export type RtpForwardId = number & { readonly [rtpForwardIdBrand]: true }
+
 /** A fact from the engine, in the past tense. Events arrive in batches, in engine order. */
 export type MediaEvent =
   | { type: 'peer-connected'; peerId: PeerId; remote: string }
@@ -23,6 +27,13 @@ export type MediaEvent =
    * keyframe. `layer` indexes the track's encodings in the order the publisher's offer lists them.
    */
   | { type: 'layer-switched'; peerId: PeerId; trackId: EngineTrackId; layer: number }
+  /** An audio track's voice activity changed (audio-level extension, with the engine's hysteresis). */
+  | { type: 'speaking-changed'; peerId: PeerId; trackId: EngineTrackId; speaking: boolean }
+  /**
+   * Dynacast: which encodings of `peerId`'s simulcast track some subscriber needs, in the order
+   * of its offer's RIDs. The publisher's client should set `encodings[i].active` to match.
+   */
+  | { type: 'layers-needed'; peerId: PeerId; trackId: EngineTrackId; active: boolean[] }
   /** The engine was rebuilt after a fault: every peer is gone (`peer-disconnected` follows for each). */
   | { type: 'worker-restarted'; reason: string }
 
@@ -40,6 +51,30 @@ export interface LayerPreference {
   maxSpatialLayer?: number
   /** The tallest picture worth receiving, in pixels; the engine falls back to the lowest layer when none is that small. */
   maxHeight?: number
+}
+
+/** Where an RTP forward sends plain RTP: a recorder on this machine or the private network. */
+export interface RtpForwardDestination {
+  /** An IP address, e.g. "127.0.0.1". */
+  address: string
+  port: number
+}
+
+/** A started RTP forward: what the receiver's SDP needs to describe the stream. */
+export interface RtpForwardInfo {
+  id: RtpForwardId
+  trackId: EngineTrackId
+  kind: MediaKind
+  /** "ip:port" */
+  destination: string
+  /** The forward's own SSRC (not the publisher's). */
+  ssrc: number
+  payloadType: number
+  /** The rtpmap name: "opus", "VP8", "H264", "VP9" or "AV1". */
+  codec: string
+  clockRate: number
+  /** 2 for Opus; absent for video. */
+  channels?: number
 }
 
 export interface PeerStats {
@@ -100,6 +135,28 @@ export interface MediaEngine {
    * preference. Without simulcast there is one layer and nothing changes. Rejects with `not_subscribed`.
    */
   setLayerPreference(peerId: PeerId, trackId: EngineTrackId, preference: LayerPreference): Promise<void>
+  /**
+   * How `peerId`'s downlink favours `trackId` over its other video subscriptions: higher first
+   * (default 1, 0..255). When the estimate runs short the lowest drop to their low layer, or
+   * pause. Rejects with `not_subscribed`.
+   */
+  setPriority(peerId: PeerId, trackId: EngineTrackId, priority: number): Promise<void>
+  /**
+   * Moves `peerId` into media partition `partition` (0 is the main room; breakout rooms): it then
+   * exchanges media only with peers of that partition. Nothing is renegotiated; video it starts
+   * receiving again resumes at a keyframe the engine asks for. Rejects with `peer_not_found`.
+   */
+  setPartition(peerId: PeerId, partition: number): Promise<void>
+  /**
+   * Tees `trackId`'s RTP, decrypted, as plain RTP to `destination` from the engine's UDP port (its
+   * own SSRC, continuous sequence numbers, no header extensions). Video starts at a keyframe the
+   * engine asks for, and another is asked for whenever none came for 10 s. The forward ends with
+   * the track (`track-ended` says so) or with `removeRtpForward`. Only loopback and private
+   * addresses are allowed (`forbidden`); an unknown track is `track_not_found`.
+   */
+  addRtpForward(trackId: EngineTrackId, destination: RtpForwardDestination): Promise<RtpForwardInfo>
+  /** Stops a forward; resolves false if it had already ended (with its track, or removed before). */
+  removeRtpForward(id: RtpForwardId): Promise<boolean>
   peerStats(peerId: PeerId): Promise<PeerStats>
   stats(): Promise<MediaStats>
   /** Adds a listener for event batches; returns the function that removes it. */

@@ -12,7 +12,11 @@ import type {
   MediaSubscription,
   PeerId,
   PeerStats,
+  RtpForwardDestination,
+  RtpForwardId,
+  RtpForwardInfo,
 } from './media-engine.js'
+import { checkRtpForwardDestination } from './rtp-forward-destination.js'
 
 /** The addon's generated typings (bindings/node/index.d.ts): a drift there fails this build. */
 type AddonModule = typeof import('@conclave/media')
@@ -28,6 +32,8 @@ export interface NativeMediaEngineOptions {
   announcedAddress: string
   /** The port put in answers. Default the bound port. */
   announcedPort?: number
+  /** Audio last-N: each subscriber is sent only this many of its loudest audio tracks. Default 0: all. */
+  audioLastN?: number
   log: Logger
 }
 
@@ -54,10 +60,11 @@ class NativeMediaEngine implements MediaEngine {
   readonly #listeners = new Set<MediaEventListener>()
   readonly #log: Logger
 
-  constructor(addon: AddonModule, { port, bindAddress = '0.0.0.0', announcedAddress, announcedPort, log }: NativeMediaEngineOptions) {
+  constructor(addon: AddonModule, { port, bindAddress = '0.0.0.0', announcedAddress, announcedPort, audioLastN, log }: NativeMediaEngineOptions) {
     this.#log = log
     const workerOptions: import('@conclave/media').WorkerOptions = { port, bindAddress, announcedAddress }
     if (announcedPort !== undefined) workerOptions.announcedPort = announcedPort
+    if (audioLastN !== undefined) workerOptions.audioLastN = audioLastN
     try {
       this.#worker = addon.MediaWorker.start(workerOptions, (err, events) => this.#deliver(err, events))
     } catch (error) {
@@ -95,6 +102,35 @@ class NativeMediaEngine implements MediaEngine {
 
   setLayerPreference(peerId: PeerId, trackId: EngineTrackId, preference: LayerPreference): Promise<void> {
     return call(this.#worker.setLayerPreference(peerId, trackId, preference))
+  }
+
+  setPriority(peerId: PeerId, trackId: EngineTrackId, priority: number): Promise<void> {
+    return call(this.#worker.setPriority(peerId, trackId, priority))
+  }
+
+  setPartition(peerId: PeerId, partition: number): Promise<void> {
+    return call(this.#worker.setPartition(peerId, partition))
+  }
+
+  async addRtpForward(trackId: EngineTrackId, destination: RtpForwardDestination): Promise<RtpForwardInfo> {
+    checkRtpForwardDestination(destination)
+    const info = await call(this.#worker.addRtpForward(trackId, destination))
+    const forward: RtpForwardInfo = {
+      id: info.id as RtpForwardId,
+      trackId: info.trackId as EngineTrackId,
+      kind: info.kind,
+      destination: info.destination,
+      ssrc: info.ssrc,
+      payloadType: info.payloadType,
+      codec: info.codec,
+      clockRate: info.clockRate,
+    }
+    if (info.channels !== undefined && info.channels !== null) forward.channels = info.channels
+    return forward
+  }
+
+  removeRtpForward(id: RtpForwardId): Promise<boolean> {
+    return call(this.#worker.removeRtpForward(id))
   }
 
   async peerStats(peerId: PeerId): Promise<PeerStats> {
@@ -167,6 +203,12 @@ function fromAddonEvent(event: AddonEvent): MediaEvent | undefined {
     case 'layer-switched':
       if (peerId === undefined || trackId === undefined || event.layer === undefined || event.layer === null) return undefined
       return { type: 'layer-switched', peerId, trackId, layer: event.layer }
+    case 'speaking-changed':
+      if (peerId === undefined || trackId === undefined || typeof event.speaking !== 'boolean') return undefined
+      return { type: 'speaking-changed', peerId, trackId, speaking: event.speaking }
+    case 'layers-needed':
+      if (peerId === undefined || trackId === undefined || !Array.isArray(event.active)) return undefined
+      return { type: 'layers-needed', peerId, trackId, active: event.active }
     case 'worker-restarted':
       return { type: 'worker-restarted', reason: event.reason ?? 'unknown' }
     default:

@@ -214,6 +214,22 @@ describe('MeetingService through signaling', () => {
     assert.equal(codeOf(await noChat.request({ type: 'chat', text: 'hi' })), 'forbidden')
   })
 
+  test('a screen share renegotiated as a third m-line needs the screen grant and reaches the others as source screen', async () => {
+    const withScreen = `${PUBLISH}m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=sendonly\r\n`
+    const viewer = await connect('Viewer')
+    const cameraOnly = await connect('Cam', 'guest', { canPublishSources: ['camera', 'microphone'] })
+    assert.equal(codeOf(await cameraOnly.request({ type: 'offer', sdp: PUBLISH })), 'answer')
+    assert.equal(codeOf(await cameraOnly.request({ type: 'offer', sdp: withScreen, sources: { '2': 'screen' } })), 'forbidden')
+    const presenter = await connect('Presenter')
+    assert.equal(codeOf(await presenter.request({ type: 'offer', sdp: PUBLISH })), 'answer')
+    assert.equal(codeOf(await presenter.request({ type: 'offer', sdp: withScreen, sources: { '2': 'screen' } })), 'answer')
+    await eventually('the viewer to hear of the screen', () =>
+      viewer.events('track-published').some((event) => event.type === 'track-published' && event.track.participantId === presenter.id && event.track.source === 'screen'),
+    )
+    const screens = viewer.events('track-published').filter((event) => event.type === 'track-published' && event.track.source === 'screen')
+    assert.equal(screens.length, 1, 'only the granted presenter shares a screen')
+  })
+
   test('grants narrowed by the API apply to media at once: publishing muted, subscriptions dropped', async () => {
     const publisher = await connect('Pub')
     const viewer = await connect('View')

@@ -4,17 +4,25 @@
 // to the members it holds. Media stays with RoomService on the node that holds the peer.
 
 import {
+  type BreakoutGroupId,
+  type BreakoutGroupRequest,
+  type Breakouts,
   type ChatMessage,
   CLOSE_CODES,
   type CreateRoomRequest,
   type Grants,
   type ParticipantId,
   type ParticipantInfo,
+  type RecordingDetails,
+  type RecordingId,
+  type RecordingInfo,
+  type RecordingMode,
   type Role,
   type RoomId,
   type RoomInfo,
   type RoomSnapshot,
   type ServerEvent,
+  type SubscriptionInfo,
   type TrackId,
   type TrackSource,
   type WaitingParticipant,
@@ -24,11 +32,14 @@ import { AppError } from '../app-error.js'
 import { type Principal, authorizeRoom } from '../auth/authenticator.js'
 import type { ClusterEvent, EventBus } from '../cluster/event-bus.js'
 import type { Logger } from '../log.js'
+import type { RecordingControl } from '../recording/recording-service.js'
 import type { AddOutcome, ParticipantPatch, ParticipantRecord, RoomRecord, RoomStore } from '../state/room-store.js'
 import { type TurnOptions, turnIceServers } from '../turn/turn-credentials.js'
+import { BreakoutControl, chatAudience, partitionOf, sameBreakoutGroup } from './breakouts.js'
 import { sendingSections } from './offer-sections.js'
 import { type Participant, type PublishedTrack, newParticipantId } from './participant.js'
-import type { Negotiated, RoomService } from './room-service.js'
+import { hashResumeId, newResumeId, resumeIdMatches } from './resume-id.js'
+import { type Negotiated, type RoomService, subscriptionsOf } from './room-service.js'
 import { SerialQueue } from './serial-queue.js'
 
 /** A member's connection as the meeting needs it. */
@@ -43,6 +54,15 @@ export type Actor = { kind: 'api' } | { kind: 'participant'; participantId: Part
 
 export type JoinResult = { state: 'active'; snapshot: RoomSnapshot } | { state: 'waiting'; participantId: ParticipantId }
 
+/** A resumed participation: the room now, and what each of its receive m-lines carries. */
+export interface ResumeResult {
+  snapshot: RoomSnapshot
+  subscriptions: SubscriptionInfo[]
+}
+
+/** Where events for a member whose socket dropped go: nowhere; `resumed` carries the state instead. */
+const DETACHED: MemberChannel = { send: () => undefined, close: () => undefined }
+
 export interface MeetingServiceOptions {
   rooms: RoomService
   store: RoomStore
@@ -56,6 +76,13 @@ export interface MeetingServiceOptions {
   joinCreatesRoom?: boolean
   /** TURN relays: each entering member gets credentials for its identity. */
   turn?: TurnOptions
+  /**
+   * How long an active member whose socket closed without `leave` stays, reconnecting, for a
+   * `resume` on this node, in ms; then it leaves. 0: it leaves at once. Default 15 000.
+   */
+  resumeGraceMs?: number
+  /** Starts and stops recorders; without it recording requests get `recorder_unavailable`. */
+  recordings?: RecordingControl
   now?: () => number
 }
 
@@ -67,6 +94,10 @@ interface LocalMember {
   /** Events held back until the reply to its join went out. */
   held: ServerEvent[] | undefined
   gone: boolean
+  /** The secret its snapshot carries for `resume` (the store keeps only its hash). */
+  resumeId: string
+  /** While its socket is gone: the timer that ends the grace period. */
+  graceTimer: NodeJS.Timeout | undefined
 }
 
 const OUTCOME_ERRORS: Record<Exclude<AddOutcome, 'added'>, [AppError['code'], string]> = {
@@ -84,17 +115,25 @@ export class MeetingService {
   readonly #log: Logger
   readonly #joinCreatesRoom: boolean
   readonly #turn: TurnOptions | undefined
+  readonly #resumeGraceMs: number
   readonly #now: () => number
   readonly #local = new Map<ParticipantId, LocalMember>()
+  readonly #breakouts: BreakoutControl
   readonly #unsubscribe: () => void
   /** Cluster events are applied one at a time, in the order the bus delivered them. */
   readonly #applying = new SerialQueue()
   readonly #refresher: NodeJS.Timeout
+  readonly #recordings: RecordingControl | undefined
+  /** The recording in progress per room, from the bus: any node's recorder, so late joiners see the indicator. */
+  readonly #recordingByRoom = new Map<RoomId, RecordingInfo>()
 
-  constructor({ rooms, store, bus, nodeId, log, refreshIntervalMs = 10_000, joinCreatesRoom = true, turn, now = Date.now }: MeetingServiceOptions) {
+  constructor({ rooms, store, bus, nodeId, log, refreshIntervalMs = 10_000, joinCreatesRoom = true, turn, recordings, resumeGraceMs = 15_000, now = Date.now }: MeetingServiceOptions) {
+    this.#resumeGraceMs = resumeGraceMs
+    this.#recordings = recordings
     this.#rooms = rooms
     this.#store = store
     this.#bus = bus
+    this.#breakouts = new BreakoutControl({ store, bus })
     this.#nodeId = nodeId
     this.#log = log
     this.#joinCreatesRoom = joinCreatesRoom
@@ -134,6 +173,7 @@ export class MeetingService {
       : await this.#store.getRoom(roomId)
     if (room === undefined) throw new AppError('room_not_found', `there is no room ${roomId}`)
     const waits = room.waitingRoom && principal.role === 'guest' && !principal.grants.recorder
+    const resumeId = newResumeId()
     const record: ParticipantRecord = {
       participantId: newParticipantId(),
       roomId,
@@ -147,10 +187,12 @@ export class MeetingService {
       nodeId: this.#nodeId,
       joinedAt: this.#now(),
       tracks: [],
+      resumeHash: hashResumeId(resumeId),
+      connection: 'connected',
     }
     const outcome = await this.#store.addParticipant(record, { bypassLock: principal.role === 'host' || principal.grants.recorder })
     if (outcome !== 'added') throw new AppError(...OUTCOME_ERRORS[outcome])
-    const member: LocalMember = { record, channel, media: undefined, held: [], gone: false }
+    const member: LocalMember = { record, channel, media: undefined, held: [], gone: false, resumeId, graceTimer: undefined }
     this.#local.set(record.participantId, member)
     this.#log.info('participant entered', { roomId, participantId: record.participantId, role: record.role, state: record.state })
     if (waits) {
@@ -167,6 +209,73 @@ export class MeetingService {
     const held = member.held
     member.held = undefined
     for (const event of held) member.channel.send(event)
+  }
+
+  /**
+   * A member's socket closed without `leave`. An active member stays for the grace period,
+   * reconnecting: its peer and subscriptions go on, the others see it as reconnecting, `resume`
+   * takes it back; afterwards it leaves as with `leave`. A waiting member leaves at once. Ignored
+   * unless `channel` is the member's current one (a resume may have replaced it).
+   */
+  async disconnected(participantId: ParticipantId, channel: MemberChannel): Promise<void> {
+    const member = this.#local.get(participantId)
+    if (member === undefined || member.gone || member.channel !== channel) return
+    if (this.#resumeGraceMs <= 0 || member.record.state !== 'active' || member.media === undefined) {
+      await this.leave(participantId, 'signaling_closed')
+      return
+    }
+    member.channel = DETACHED
+    member.held = undefined
+    member.graceTimer = setTimeout(() => {
+      this.#log.info('resume grace period over', { roomId: member.record.roomId, participantId })
+      this.leave(participantId, 'resume_expired').catch((error: unknown) => this.#log.error('ending a session failed', { participantId, err: error }))
+    }, this.#resumeGraceMs)
+    member.graceTimer.unref()
+    this.#log.info('participant reconnecting', { roomId: member.record.roomId, participantId, graceMs: this.#resumeGraceMs })
+    await this.#setConnection(member, 'reconnecting')
+  }
+
+  /**
+   * Takes back a session over a new connection. The token's identity must be the session's and
+   * `resumeId` the one its snapshot carried. Sessions live on the node that holds their peer, so
+   * another node refuses with `resume_failed` (a load balancer keeps a participant on its node).
+   * Events for it are held until `release`, as after `join`.
+   */
+  async resume(principal: Principal, roomId: RoomId, participantId: ParticipantId, resumeId: string, channel: MemberChannel): Promise<ResumeResult> {
+    authorizeRoom(principal, roomId)
+    const member = this.#local.get(participantId)
+    if (member === undefined || member.gone || member.record.roomId !== roomId) {
+      const record = await this.#store.getParticipant(roomId, participantId)
+      if (record === undefined) throw new AppError('session_expired', 'the session is over; join again')
+      const node = resumeIdMatches(resumeId, record.resumeHash) && record.identity === principal.identity ? ` (it is held by node ${record.nodeId})` : ''
+      throw new AppError('resume_failed', `this node cannot resume the session${node}`)
+    }
+    // Anonymous principals (open dev mode) get a new identity per socket: the resume id alone proves it.
+    const sameIdentity = principal.anonymous || member.record.identity === principal.identity
+    if (!resumeIdMatches(resumeId, member.record.resumeHash) || !sameIdentity) {
+      throw new AppError('resume_failed', 'the resume id or identity does not match the session')
+    }
+    const room = await this.#store.getRoom(roomId)
+    if (room === undefined || member.gone) throw new AppError('session_expired', 'the session is over; join again')
+    if (member.record.state !== 'active' || member.media === undefined) throw new AppError('resume_failed', 'only admitted participants resume')
+    clearTimeout(member.graceTimer)
+    member.graceTimer = undefined
+    const previous = member.channel
+    member.channel = channel
+    member.held = []
+    // A half-open old socket the server has not noticed yet: the newer one wins.
+    previous.close(CLOSE_CODES.replaced, 'resumed on another connection')
+    const snapshot = await this.#snapshotOf(member, room)
+    if (member.record.connection === 'reconnecting') await this.#setConnection(member, 'connected')
+    this.#log.info('participant resumed', { roomId, participantId })
+    return { snapshot, subscriptions: subscriptionsOf(member.media) }
+  }
+
+  async #setConnection(member: LocalMember, connection: 'connected' | 'reconnecting'): Promise<void> {
+    const { roomId, participantId } = member.record
+    member.record = { ...member.record, connection }
+    const updated = await this.#store.updateParticipant(roomId, participantId, { connection })
+    if (updated !== undefined && !member.gone) await this.#bus.publish({ type: 'participant-updated', roomId, participant: updated })
   }
 
   /** A local member leaves (its request, its socket closed, its media lost). Idempotent. */
@@ -208,9 +317,13 @@ export class MeetingService {
       const recipient = await this.#store.getParticipant(roomId, to)
       if (recipient === undefined || recipient.state !== 'active') throw new AppError('participant_not_found', `${to} is not in this room`)
     }
+    // While breakouts run, chat (private messages too) stays inside the sender's group.
+    const breakouts = await this.#breakouts.get(roomId)
+    if (to !== undefined && !sameBreakoutGroup(breakouts, participantId, to)) throw new AppError('forbidden', `${to} is in another breakout group`)
     const message: ChatMessage = { from: participantId, fromName: member.record.name, text, sentAt: this.#now() }
     if (to !== undefined) message.to = to
-    await this.#bus.publish({ type: 'chat-posted', roomId, message })
+    const audience = to === undefined ? chatAudience(breakouts, await this.#store.listParticipants(roomId), participantId) : undefined
+    await this.#bus.publish({ type: 'chat-posted', roomId, message, ...(audience ? { audience } : {}) })
   }
 
   async setHand(actor: Actor, roomId: RoomId, participantId: ParticipantId, raised: boolean): Promise<void> {
@@ -310,6 +423,52 @@ export class MeetingService {
     return this.#update(roomId, participantId, patch)
   }
 
+  /** Hosts and cohosts (and the API) split the room into breakout groups (see ./breakouts.ts). */
+  async createBreakouts(actor: Actor, roomId: RoomId, groups: readonly BreakoutGroupRequest[]): Promise<Breakouts> {
+    await this.#authorizeModerator(actor, roomId)
+    return this.#breakouts.create(roomId, groups)
+  }
+
+  /** Hosts and cohosts (and the API) move a participant into a group, or to the main room (null). */
+  async moveToBreakout(actor: Actor, roomId: RoomId, participantId: ParticipantId, groupId: BreakoutGroupId | null): Promise<Breakouts> {
+    await this.#authorizeModerator(actor, roomId)
+    return this.#breakouts.move(roomId, participantId, groupId)
+  }
+
+  /** Hosts and cohosts (and the API) bring everyone back to the main room. */
+  async endBreakouts(actor: Actor, roomId: RoomId): Promise<void> {
+    await this.#authorizeModerator(actor, roomId)
+    await this.#breakouts.end(roomId)
+  }
+
+  /** The breakouts running in the room, if any. */
+  async breakoutsOf(roomId: RoomId): Promise<Breakouts | undefined> {
+    await this.getRoom(roomId)
+    return this.#breakouts.get(roomId)
+  }
+
+  /** Hosts and cohosts (and the API) start recording the room. */
+  async startRecording(actor: Actor, roomId: RoomId, mode: RecordingMode = 'composite'): Promise<RecordingDetails> {
+    await this.#authorizeModerator(actor, roomId)
+    return this.#recordingControl().start(roomId, mode)
+  }
+
+  /** Hosts and cohosts (and the API) stop the room's active recording, or the one named. */
+  async stopRecording(actor: Actor, roomId: RoomId, recordingId?: RecordingId): Promise<RecordingDetails> {
+    await this.#authorizeModerator(actor, roomId)
+    return this.#recordingControl().stop(roomId, recordingId)
+  }
+
+  /** The recording in progress in `roomId`, as participants see it. */
+  recordingOf(roomId: RoomId): RecordingInfo | undefined {
+    return this.#recordingByRoom.get(roomId)
+  }
+
+  #recordingControl(): RecordingControl {
+    if (this.#recordings === undefined) throw new AppError('recorder_unavailable', 'this server does not record')
+    return this.#recordings
+  }
+
   async setLocked(actor: Actor, roomId: RoomId, locked: boolean): Promise<RoomRecord> {
     await this.#authorizeModerator(actor, roomId)
     return this.updateRoom(roomId, { locked })
@@ -386,6 +545,15 @@ export class MeetingService {
     }, { id: record.participantId, announce: false })
     media.canSubscribe = record.grants.canSubscribe
     member.media = media
+    const snapshot = await this.#snapshotOf(member, room)
+    if (!record.grants.hidden) await this.#bus.publish({ type: 'participant-joined', roomId: record.roomId, participant: record })
+    return snapshot
+  }
+
+  /** What an active member learns on entering (or resuming): the room as it is now. */
+  async #snapshotOf(member: LocalMember, room: RoomRecord): Promise<RoomSnapshot> {
+    const { record } = member
+    const media = member.media as Participant
     const everyone = await this.#store.listParticipants(record.roomId)
     const snapshot: RoomSnapshot = {
       participantId: record.participantId,
@@ -398,7 +566,11 @@ export class MeetingService {
     }
     if (isModerator(record.role)) snapshot.waiting = waitingOf(everyone)
     if (this.#turn) snapshot.iceServers = turnIceServers(this.#turn, record.identity, this.#now())
-    if (!record.grants.hidden) await this.#bus.publish({ type: 'participant-joined', roomId: record.roomId, participant: record })
+    const recording = this.#recordingByRoom.get(record.roomId)
+    const breakouts = await this.#breakouts.get(record.roomId)
+    if (breakouts !== undefined) snapshot.breakouts = breakouts
+    if (recording !== undefined) snapshot.recording = recording
+    if (this.#resumeGraceMs > 0) snapshot.resumeId = member.resumeId
     return snapshot
   }
 
@@ -474,6 +646,7 @@ export class MeetingService {
 
   #forget(member: LocalMember): void {
     member.gone = true
+    clearTimeout(member.graceTimer)
     this.#local.delete(member.record.participantId)
   }
 
@@ -587,8 +760,22 @@ export class MeetingService {
         const { message } = event
         for (const member of this.#activeMembersOf(event.roomId)) {
           const id = member.record.participantId
+          if (event.audience !== undefined && !event.audience.includes(id)) continue
           if (message.to === undefined || id === message.to || id === message.from) this.#deliver(member, { type: 'chat-posted', message })
         }
+        return
+      }
+      case 'breakouts-changed': {
+        // Media first: when a member hears of its group, its peer is already in the partition.
+        const members = this.#activeMembersOf(event.roomId)
+        await Promise.all(
+          members.map((member) =>
+            this.#rooms
+              .setPartition(member.media as Participant, partitionOf(event.breakouts, member.record.participantId))
+              .catch((error: unknown) => this.#log.warn('moving a peer to its breakout partition failed', { participantId: member.record.participantId, err: error })),
+          ),
+        )
+        for (const member of members) this.#deliver(member, { type: 'breakouts-updated', breakouts: event.breakouts ?? null })
         return
       }
       case 'room-updated': {
@@ -596,7 +783,19 @@ export class MeetingService {
         return
       }
       case 'room-closed': {
+        this.#recordingByRoom.delete(event.roomId)
         for (const member of this.#membersOf(event.roomId)) await this.#kick(member, { type: 'room-closed' }, CLOSE_CODES.roomClosed, 'room_closed')
+        return
+      }
+      case 'recording-started': {
+        this.#recordingByRoom.set(event.roomId, event.recording)
+        for (const member of this.#activeMembersOf(event.roomId)) this.#deliver(member, { type: 'recording-started', recording: event.recording })
+        return
+      }
+      case 'recording-stopped': {
+        const { recordingId, partial, failed } = event
+        if (this.#recordingByRoom.get(event.roomId)?.recordingId === recordingId) this.#recordingByRoom.delete(event.roomId)
+        for (const member of this.#activeMembersOf(event.roomId)) this.#deliver(member, { type: 'recording-stopped', recordingId, partial, failed })
         return
       }
       default:
@@ -641,7 +840,10 @@ function isListed(participant: ParticipantRecord): boolean {
 }
 
 export function participantInfo(record: ParticipantRecord): ParticipantInfo {
-  return { participantId: record.participantId, name: record.name, role: record.role, handRaised: record.handRaised }
+  const info: ParticipantInfo = { participantId: record.participantId, name: record.name, role: record.role, handRaised: record.handRaised }
+  if (record.connection === 'reconnecting') info.state = 'reconnecting'
+  else if (record.connection === 'connected') info.state = 'active'
+  return info
 }
 
 export function roomInfo(room: RoomRecord): RoomInfo {

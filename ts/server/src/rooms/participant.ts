@@ -62,6 +62,8 @@ export class Participant {
   readonly queue = new SerialQueue()
   /** Settles once the peer is closed, after the participant left. */
   closed: Promise<void> | undefined
+  /** The media partition (breakout group) its peer is in; 0 is the main room. */
+  partition = 0
   /** False while its grants do not allow receiving: no track is subscribed for it. */
   canSubscribe = true
   /** What the participant's sending m-lines carry, by mid, as its offers said. */

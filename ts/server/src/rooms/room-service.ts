@@ -6,6 +6,7 @@ import type { MediaKind, ParticipantId, RoomId, SubscriptionInfo, TrackId, Track
 import { AppError, hasCode } from '../app-error.js'
 import { type Logger, redactAddress } from '../log.js'
 import type { MediaEngine, MediaEvent, PeerId } from '../media/media-engine.js'
+import { AdaptiveMedia } from './adaptive-media.js'
 import { Participant, type ParticipantKind, type ParticipantSink, PublishedTrack } from './participant.js'
 import { Room } from './room.js'
 
@@ -14,6 +15,8 @@ export interface RoomServiceOptions {
   log: Logger
   /** Told when a track of the room starts or ends (the meeting keeps its records from this). */
   onTrackChange?: (track: PublishedTrack, change: 'published' | 'ended') => void
+  /** Video last-N: each participant receives the cameras of only the N latest speakers. Default 0: off. */
+  lastN?: number
 }
 
 export interface JoinOptions {
@@ -47,11 +50,13 @@ export class RoomService {
   readonly #stopListening: () => void
 
   readonly #onTrackChange: RoomServiceOptions['onTrackChange']
+  readonly #adaptive: AdaptiveMedia
 
-  constructor({ media, log, onTrackChange }: RoomServiceOptions) {
+  constructor({ media, log, onTrackChange, lastN = 0 }: RoomServiceOptions) {
     this.#media = media
     this.#log = log
     this.#onTrackChange = onTrackChange
+    this.#adaptive = new AdaptiveMedia({ media, log, lastN })
     this.#stopListening = media.onEvents((events) => {
       for (const event of events) this.#handleMediaEvent(event)
     })
@@ -159,6 +164,7 @@ export class RoomService {
       if (track !== undefined) this.#endTrack(track)
     }
     participant.received.clear()
+    this.#adaptive.left(participant)
     if (participant.announced) room.broadcast({ type: 'participant-left', participantId: participant.id })
     if (room.participants.size === 0 && this.#rooms.get(room.id) === room) this.#rooms.delete(room.id)
     this.#log.info('participant left', { roomId: room.id, participantId: participant.id, peerId: participant.peerId, reason })
@@ -188,6 +194,7 @@ export class RoomService {
   /** Everyone leaves; settles when every peer is closed. */
   async close(): Promise<void> {
     this.#stopListening()
+    this.#adaptive.close()
     const everyone = [...this.#rooms.values()].flatMap((room) => [...room.participants.values()])
     await Promise.all(everyone.map((participant) => this.leave(participant, 'server_closing')))
   }
@@ -238,6 +245,19 @@ export class RoomService {
     })
   }
 
+  /**
+   * Moves the participant's media into `partition` (0 is the main room): it then hears and is
+   * heard only by participants of that partition, with no renegotiation. A peer made later (by
+   * the first offer) starts in it. Serialized per participant.
+   */
+  setPartition(participant: Participant, partition: number): Promise<void> {
+    return participant.queue.run(async () => {
+      if (participant.partition === partition) return
+      participant.partition = partition
+      if (participant.peerId !== undefined && participant.state === 'active') await this.#media.setPartition(participant.peerId, partition)
+    })
+  }
+
   #admit(roomId: RoomId, kind: ParticipantKind, name: string, sink: ParticipantSink | undefined, id?: ParticipantId): Participant {
     let room = this.#rooms.get(roomId)
     if (room === undefined) {
@@ -265,6 +285,7 @@ export class RoomService {
       participant.peerId = peerId
       this.#byPeer.set(peerId, participant)
       assertActive(participant)
+      if (participant.partition !== 0) await this.#media.setPartition(peerId, participant.partition)
     }
     const answer = await this.#media.applyOffer(participant.peerId, sdp)
     assertActive(participant)
@@ -291,6 +312,7 @@ export class RoomService {
           continue
         }
         participant.received.set(track.engineId, { track, mid })
+        await this.#adaptive.subscribed(participant, track)
       } catch (error) {
         if (hasCode(error, 'no_free_slot')) full.add(track.kind)
         else if (!hasCode(error, 'track_not_found', 'already_subscribed')) {
@@ -317,6 +339,7 @@ export class RoomService {
     room.tracks.delete(track.engineId)
     track.owner.published.delete(track.engineId)
     room.broadcast({ type: 'track-ended', trackId: track.id }, track.owner)
+    this.#adaptive.trackEnded(track)
     this.#dropReceivers(track)
     this.#log.info('track ended', { roomId: room.id, trackId: track.id, participantId: track.owner.id })
     this.#onTrackChange?.(track, 'ended')
@@ -351,6 +374,7 @@ export class RoomService {
         const track = new PublishedTrack(event.trackId, `track-${event.trackId}` as TrackId, event.kind, owner, source)
         room.tracks.set(track.engineId, track)
         owner.published.add(track.engineId)
+        this.#adaptive.trackPublished(track, event.mid)
         room.broadcast({ type: 'track-published', track: track.info() }, owner)
         this.#onTrackChange?.(track, 'published')
         this.#log.info('track published', { roomId: room.id, participantId: owner.id, peerId: event.peerId, trackId: track.id, kind: track.kind })
@@ -389,6 +413,16 @@ export class RoomService {
       case 'layer-switched':
         this.#log.debug('layer switched', { peerId: event.peerId, engineTrackId: event.trackId, layer: event.layer })
         return
+      case 'speaking-changed': {
+        const owner = this.#byPeer.get(event.peerId)
+        if (owner !== undefined && owner.state === 'active') this.#adaptive.speakingChanged(owner, event.speaking)
+        return
+      }
+      case 'layers-needed': {
+        const track = this.#byPeer.get(event.peerId)?.room.tracks.get(event.trackId)
+        if (track !== undefined) this.#adaptive.layersNeeded(track, event.active)
+        return
+      }
       case 'worker-restarted':
         this.#log.error('media worker restarted; every peer was lost', { reason: event.reason })
         return
@@ -402,7 +436,8 @@ function defaultSource(kind: MediaKind): TrackSource {
   return kind === 'audio' ? 'microphone' : 'camera'
 }
 
-function subscriptionsOf(participant: Participant): SubscriptionInfo[] {
+/** Every track `participant` receives, by receive m-line. */
+export function subscriptionsOf(participant: Participant): SubscriptionInfo[] {
   return [...participant.received.values()].map(({ track, mid }) => ({ mid, ...track.info() }))
 }
 

@@ -166,7 +166,8 @@ describe('SignalingSession', () => {
     await eventually('the flooder to have left', () => rooms.roomCount === 0)
   })
 
-  test('closing the socket makes the member leave', async () => {
+  test('closing the socket makes the member leave when resuming is off', async () => {
+    ;({ rooms, meeting } = createControlPlane(media, { resumeGraceMs: 0 }))
     const { session } = open()
     await session.handleFrame(join('1'))
     assert.equal(rooms.roomCount, 1)

@@ -10,6 +10,7 @@ import {
   type OfferRequest,
   type ParticipantId,
   PROTOCOL_VERSION,
+  type ResumeRequest,
   type ServerMessage,
   type SetPreferredSizeRequest,
   parseClientMessage,
@@ -17,7 +18,7 @@ import {
 import { AppError, toAppError } from '../app-error.js'
 import type { Principal } from '../auth/authenticator.js'
 import type { Logger } from '../log.js'
-import type { Actor, MeetingService } from '../rooms/meeting-service.js'
+import type { Actor, MeetingService, MemberChannel } from '../rooms/meeting-service.js'
 import type { RoomService } from '../rooms/room-service.js'
 import { RateLimiter } from './rate-limiter.js'
 
@@ -45,6 +46,9 @@ export interface SignalingSessionOptions {
 /** WebSocket close code for a client that kept flooding after being told (RFC 6455 policy violation). */
 export const CLOSE_POLICY_VIOLATION = 1008
 
+/** RFC 6455 §7.4.1: the endpoint is going away; browsers send it when the page unloads. */
+export const CLOSE_GOING_AWAY = 1001
+
 const THROTTLE_WINDOW_MS = 10_000
 
 export class SignalingSession {
@@ -57,6 +61,8 @@ export class SignalingSession {
   readonly #maxThrottled: number
   readonly #now: () => number
   #participantId: ParticipantId | undefined
+  /** What the meeting sends this participant's events through, once joined or resumed. */
+  #memberChannel: MemberChannel | undefined
   /** Frames refused for the rate since `#throttledSince`. */
   #throttled = 0
   #throttledSince = 0
@@ -114,7 +120,11 @@ export class SignalingSession {
       if (++this.#throttled >= this.#maxThrottled) {
         this.#log.warn('closing a signaling socket that keeps flooding', { participantId: this.#participantId })
         this.#channel.close(CLOSE_POLICY_VIOLATION, 'rate limit exceeded')
-        await this.handleClose()
+        // A flooder does not get to resume: it leaves now.
+        this.#closed = true
+        const participantId = this.#participantId
+        this.#participantId = undefined
+        if (participantId !== undefined) await this.#meeting.leave(participantId, 'rate_limited')
       }
       return
     }
@@ -127,18 +137,27 @@ export class SignalingSession {
     }
   }
 
-  /** The socket closed: whoever joined through it leaves. */
-  handleClose(): Promise<void> {
+  /**
+   * The socket closed without `leave`. With 1001 (the page went away: closed, reloaded, navigated)
+   * whoever joined through it leaves, since nothing is left to resume; otherwise (a dropped
+   * connection) it may resume within the grace period.
+   */
+  handleClose(code?: number): Promise<void> {
     this.#closed = true
     const participantId = this.#participantId
     this.#participantId = undefined
-    return participantId === undefined ? Promise.resolve() : this.#meeting.leave(participantId, 'signaling_closed')
+    const channel = this.#memberChannel
+    if (participantId === undefined || channel === undefined) return Promise.resolve()
+    if (code === CLOSE_GOING_AWAY) return this.#meeting.leave(participantId, 'signaling_closed')
+    return this.#meeting.disconnected(participantId, channel)
   }
 
   #dispatch(message: ClientMessage): Promise<void> {
     switch (message.type) {
       case 'join':
         return this.#join(message)
+      case 'resume':
+        return this.#resume(message)
       case 'offer':
         return this.#offer(message)
       case 'leave':
@@ -171,6 +190,16 @@ export class SignalingSession {
         return this.#done(message.id, (id, actor) => this.#meeting.setLocked(actor, this.#roomId(id), true))
       case 'unlock-room':
         return this.#done(message.id, (id, actor) => this.#meeting.setLocked(actor, this.#roomId(id), false))
+      case 'start-recording':
+        return this.#done(message.id, (id, actor) => this.#meeting.startRecording(actor, this.#roomId(id), message.mode))
+      case 'stop-recording':
+        return this.#done(message.id, (id, actor) => this.#meeting.stopRecording(actor, this.#roomId(id)))
+      case 'create-breakouts':
+        return this.#done(message.id, (id, actor) => this.#meeting.createBreakouts(actor, this.#roomId(id), message.groups))
+      case 'move-to-breakout':
+        return this.#done(message.id, (id, actor) => this.#meeting.moveToBreakout(actor, this.#roomId(id), message.participantId, message.groupId))
+      case 'end-breakouts':
+        return this.#done(message.id, (id, actor) => this.#meeting.endBreakouts(actor, this.#roomId(id)))
       default:
         return assertNever(message)
     }
@@ -178,13 +207,9 @@ export class SignalingSession {
 
   async #join({ id, room, name }: JoinRequest): Promise<void> {
     if (this.#participantId !== undefined) throw new AppError('invalid_state', 'this connection already joined a room')
-    const result = await this.#meeting.join(this.#principal, room, name, {
-      send: (event) => this.#send(event),
-      close: (code, reason) => {
-        this.#participantId = undefined
-        this.#channel.close(code, reason)
-      },
-    })
+    const channel = this.#newMemberChannel()
+    const result = await this.#meeting.join(this.#principal, room, name, channel)
+    this.#memberChannel = channel
     if (result.state === 'waiting') {
       this.#participantId = result.participantId
       this.#send({ type: 'waiting', id, participantId: result.participantId })
@@ -195,6 +220,28 @@ export class SignalingSession {
     // Only now may events reach it: the reply is the first thing it hears.
     this.#meeting.release(this.#participantId)
     if (this.#closed) await this.#meeting.leave(this.#participantId, 'signaling_closed')
+  }
+
+  async #resume({ id, room, participantId, resumeId }: ResumeRequest): Promise<void> {
+    if (this.#participantId !== undefined) throw new AppError('invalid_state', 'this connection already joined a room')
+    const channel = this.#newMemberChannel()
+    const { snapshot, subscriptions } = await this.#meeting.resume(this.#principal, room, participantId, resumeId, channel)
+    this.#participantId = participantId
+    this.#memberChannel = channel
+    this.#send({ type: 'resumed', id, protocolVersion: PROTOCOL_VERSION, ...snapshot, subscriptions })
+    this.#meeting.release(participantId)
+    if (this.#closed) await this.#meeting.disconnected(participantId, channel)
+  }
+
+  /** The meeting's way to this socket; closing it from the server side ends the participation here. */
+  #newMemberChannel(): MemberChannel {
+    return {
+      send: (event) => this.#send(event),
+      close: (code, reason) => {
+        this.#participantId = undefined
+        this.#channel.close(code, reason)
+      },
+    }
   }
 
   async #offer({ id, sdp, sources }: OfferRequest): Promise<void> {

@@ -1,9 +1,10 @@
 // RoomStore in this process's memory: the default, for one node and tests. Leases expire lazily,
 // on the next call that looks, by the injected clock.
 
-import type { ParticipantId, RoomId } from '@conclave/protocol'
+import type { Breakouts, ParticipantId, RoomId } from '@conclave/protocol'
 import {
   type AddOutcome,
+  type BreakoutsUpdate,
   type AddPolicy,
   DEFAULT_LEASE_MS,
   DEFAULT_REMOVAL_MS,
@@ -21,6 +22,7 @@ interface StoredRoom {
   /** When the room goes if no participant renews it; Infinity while it has participants. */
   expiresAt: number
   participants: Map<ParticipantId, { record: ParticipantRecord; expiresAt: number }>
+  breakouts?: Breakouts
 }
 
 export class MemoryRoomStore implements RoomStore {
@@ -69,6 +71,20 @@ export class MemoryRoomStore implements RoomStore {
     if (room === undefined) return undefined
     room.record = { ...room.record, ...clone(patch) }
     return clone(room.record)
+  }
+
+  async getBreakouts(roomId: RoomId): Promise<Breakouts | undefined> {
+    const breakouts = this.#room(roomId)?.breakouts
+    return breakouts === undefined ? undefined : clone(breakouts)
+  }
+
+  async updateBreakouts(roomId: RoomId, update: BreakoutsUpdate): Promise<Breakouts | undefined | 'room_not_found'> {
+    const room = this.#room(roomId)
+    if (room === undefined) return 'room_not_found'
+    const next = update(room.breakouts === undefined ? undefined : clone(room.breakouts))
+    if (next === undefined) delete room.breakouts
+    else room.breakouts = clone(next)
+    return next === undefined ? undefined : clone(next)
   }
 
   async closeRoom(roomId: RoomId): Promise<ParticipantRecord[] | undefined> {

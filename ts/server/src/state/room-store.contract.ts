@@ -76,6 +76,17 @@ export function roomStoreContract(name: string, create: (options: RoomStoreOptio
       assert.deepEqual(await store.listParticipants(roomId), [ada])
     })
 
+    test('a session keeps its resume hash, and its connection state changes by update', async () => {
+      await store.createRoom(room())
+      const ada = participant({ resumeHash: 'ab'.repeat(32), connection: 'connected' })
+      await store.addParticipant(ada, { bypassLock: false })
+      const away = await store.updateParticipant(roomId, ada.participantId, { connection: 'reconnecting' })
+      assert.deepEqual(away, { ...ada, connection: 'reconnecting' })
+      assert.deepEqual(await store.getParticipant(roomId, ada.participantId), { ...ada, connection: 'reconnecting' })
+      await store.updateParticipant(roomId, ada.participantId, { connection: 'connected' })
+      assert.deepEqual(await store.listParticipants(roomId), [ada])
+    })
+
     test('participants are listed oldest first', async () => {
       await store.createRoom(room())
       const late = participant({ joinedAt: 50 })
@@ -157,6 +168,46 @@ export function roomStoreContract(name: string, create: (options: RoomStoreOptio
       await store.removeParticipant(roomId, b.participantId)
       assert.equal(await store.getRoom('implicit' as RoomId), undefined)
       assert.deepEqual((await store.listRooms()).map((r) => r.id), [roomId])
+    })
+
+    test('breakouts are written, changed and ended as one step each, and go with their room', async () => {
+      const g = (groupId: string, ...ids: string[]) => ({ groupId: groupId as never, name: groupId, participantIds: ids as ParticipantId[] })
+      assert.equal(await store.updateBreakouts(roomId, () => ({ groups: [g('g1')] })), 'room_not_found')
+      await store.createRoom(room())
+      assert.equal(await store.getBreakouts(roomId), undefined)
+      const start = { groups: [g('g1'), g('g2')] }
+      assert.deepEqual(await store.updateBreakouts(roomId, () => start), start)
+      assert.deepEqual(await store.getBreakouts(roomId), start)
+      assert.deepEqual(await store.getRoom(roomId), room(), 'the room record stays as it was')
+      // Concurrent changes each see the others' result: none is lost.
+      const ids = Array.from({ length: 8 }, (_, i) => `p-${i}`)
+      await Promise.all(
+        ids.map((id, i) =>
+          store.updateBreakouts(roomId, (current) => {
+            assert.ok(current)
+            const groups = current.groups.map((group) => (group.groupId === (i % 2 === 0 ? 'g1' : 'g2') ? { ...group, participantIds: [...group.participantIds, id as ParticipantId] } : group))
+            return { groups }
+          }),
+        ),
+      )
+      const after = await store.getBreakouts(roomId)
+      assert.deepEqual(after?.groups.map((group) => [...group.participantIds].sort()), [
+        ids.filter((_, i) => i % 2 === 0),
+        ids.filter((_, i) => i % 2 === 1),
+      ])
+      await assert.rejects(
+        store.updateBreakouts(roomId, () => {
+          throw new Error('refused')
+        }),
+        /refused/,
+      )
+      assert.deepEqual(await store.getBreakouts(roomId), after, 'a refused update writes nothing')
+      assert.equal(await store.updateBreakouts(roomId, () => undefined), undefined)
+      assert.equal(await store.getBreakouts(roomId), undefined)
+      await store.updateBreakouts(roomId, () => start)
+      await store.closeRoom(roomId)
+      await store.createRoom(room())
+      assert.equal(await store.getBreakouts(roomId), undefined, 'a new room of the same id starts without')
     })
 
     test('closing a room returns its participants and leaves nothing of it', async () => {

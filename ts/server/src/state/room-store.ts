@@ -4,6 +4,7 @@
 
 import * as z from 'zod'
 import {
+  type Breakouts,
   ParticipantDetails,
   type ParticipantId,
   RoomId,
@@ -22,12 +23,19 @@ export const RoomRecord = z.object({
 })
 export type RoomRecord = z.infer<typeof RoomRecord>
 
-export const ParticipantRecord = z.object({ ...ParticipantDetails.shape, roomId: RoomId })
+export const ParticipantRecord = z.object({
+  ...ParticipantDetails.shape,
+  roomId: RoomId,
+  /** SHA-256 (hex) of the resume id its `joined` carried; the id itself is never stored. */
+  resumeHash: z.string().optional(),
+  /** `reconnecting` while its signaling socket is gone, within the resume grace period. Absent: connected. */
+  connection: z.enum(['connected', 'reconnecting']).optional(),
+})
 export type ParticipantRecord = z.infer<typeof ParticipantRecord>
 export type TrackRecord = TrackDetails
 
 /** What may change on a participant after it was added. */
-export type ParticipantPatch = Partial<Pick<ParticipantRecord, 'name' | 'role' | 'grants' | 'state' | 'handRaised' | 'tracks'>>
+export type ParticipantPatch = Partial<Pick<ParticipantRecord, 'name' | 'role' | 'grants' | 'state' | 'handRaised' | 'tracks' | 'connection'>>
 export type RoomPatch = Partial<Pick<RoomRecord, 'waitingRoom' | 'locked'>>
 
 /** Why `addParticipant` did not add, or that it did. */
@@ -77,10 +85,21 @@ export interface RoomStore {
    */
   removeParticipant(roomId: RoomId, participantId: ParticipantId, options?: { ban?: boolean }): Promise<ParticipantRecord | undefined>
   isRemoved(roomId: RoomId, identity: string): Promise<boolean>
+  /** The breakouts running in the room; undefined when none run or there is no room. */
+  getBreakouts(roomId: RoomId): Promise<Breakouts | undefined>
+  /**
+   * Replaces the room's breakouts with `update(current)` (undefined ends them) as one atomic step:
+   * if another change lands in between, `update` runs again on the newer value, so it must be
+   * pure. Resolves with what was written; rejects with what `update` throws. The breakouts go
+   * with their room.
+   */
+  updateBreakouts(roomId: RoomId, update: BreakoutsUpdate): Promise<Breakouts | undefined | 'room_not_found'>
   /** Renews the lease of these participants (those still there) and of their room. */
   refresh(roomId: RoomId, participantIds: readonly ParticipantId[]): Promise<void>
   close(): Promise<void>
 }
+
+export type BreakoutsUpdate = (current: Breakouts | undefined) => Breakouts | undefined
 
 export interface RoomStoreOptions {
   /** How long a participant stays without a refresh, in ms. Default 30 000. */

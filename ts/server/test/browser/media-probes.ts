@@ -45,6 +45,8 @@ export async function startServerBehindProxy(options: ImpairmentProxyOptions = {
 export interface MeetingPageOptions {
   /** Publish the camera in three simulcast layers (`?simulcast=1`). */
   simulcast?: boolean
+  /** Publish the camera as one SVC encoding of this codec (`?svc=`), in `L3T3_KEY`. */
+  svc?: 'VP9' | 'AV1'
   /** CSS size of every remote video element, applied before joining. */
   remoteVideoSize?: { width: number; height: number }
 }
@@ -52,7 +54,10 @@ export interface MeetingPageOptions {
 /** Opens the meeting page with `options` and joins `room` as `name` through the form. */
 export async function joinMeetingWith(browser: Browser, server: ConclaveServer, room: string, name: string, options: MeetingPageOptions = {}): Promise<Page> {
   const page = await browser.newPage()
-  await page.goto(`${server.url}/${options.simulcast === true ? '?simulcast=1' : ''}`)
+  const query = new URLSearchParams()
+  if (options.simulcast === true) query.set('simulcast', '1')
+  if (options.svc !== undefined) query.set('svc', options.svc)
+  await page.goto(`${server.url}/${query.size > 0 ? `?${query}` : ''}`)
   if (options.remoteVideoSize !== undefined) await setRemoteVideoSize(page, options.remoteVideoSize)
   await page.type('#room', room)
   await page.type('#name', name)

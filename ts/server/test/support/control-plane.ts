@@ -21,12 +21,14 @@ export interface ControlPlaneOptions {
   bus?: EventBus
   nodeId?: string
   turn?: TurnOptions
+  /** See MeetingServiceOptions. Default 15 000. */
+  resumeGraceMs?: number
 }
 
-export function createControlPlane(media: MediaEngine, { jwtSecret, apiKey, store = new MemoryRoomStore(), bus = new MemoryEventBus(), nodeId = 'node-test', turn }: ControlPlaneOptions = {}) {
+export function createControlPlane(media: MediaEngine, { jwtSecret, apiKey, store = new MemoryRoomStore(), bus = new MemoryEventBus(), nodeId = 'node-test', turn, resumeGraceMs }: ControlPlaneOptions = {}) {
   let meeting: MeetingService | undefined
   const rooms = new RoomService({ media, log: quietLog, onTrackChange: (track, change) => meeting?.trackChanged(track, change) })
-  meeting = new MeetingService({ rooms, store, bus, nodeId, log: quietLog, ...(turn ? { turn } : {}) })
+  meeting = new MeetingService({ rooms, store, bus, nodeId, log: quietLog, ...(turn ? { turn } : {}), ...(resumeGraceMs !== undefined ? { resumeGraceMs } : {}) })
   const auth = createAuth({ jwtSecret, log: quietLog })
   const app = createApp({ rooms, meeting, store, auth, apiKey, log: quietLog, assets: new Map() })
   const service = meeting

@@ -283,6 +283,17 @@ export class ImpairmentProxy {
     return this.#flows.get(address) ?? [...this.#flows.values()].find((flow) => flow.upstream === address)
   }
 
+  /**
+   * Forgets the flow of a client (`ip:port`, or the upstream the SFU sees), as a NAT that lost its
+   * mapping would: the client's next packet opens a new flow, so the SFU sees it at a new address.
+   */
+  rebind(address: string): void {
+    const flow = this.flow(address)
+    if (flow === undefined) return
+    this.#flows.delete(flow.client)
+    flow.close()
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true

@@ -9,7 +9,10 @@ export function redisKeys(prefix = 'conclave:') {
   return {
     /** Sorted set: room id -> when the room's lease ends (ms since the epoch). The index `listRooms` reads. */
     rooms: () => `${prefix}rooms`,
-    /** Hash: the RoomRecord, one field per property, each value JSON. PEXPIRE: the room's lease. */
+    /**
+     * Hash: the RoomRecord, one field per property, each value JSON, plus `breakouts` (JSON
+     * Breakouts) while breakouts run. PEXPIRE: the room's lease.
+     */
     room: (roomId: RoomId) => `${prefix}room:${roomId}`,
     /** Sorted set: participant id -> when its lease ends (ms). PEXPIRE: the room's lease. */
     participants: (roomId: RoomId) => `${prefix}room:${roomId}:participants`,

@@ -3,9 +3,10 @@
 // is atomic; every key has a TTL, so a node that dies leaves nothing once its leases run out.
 
 import type { Redis } from 'ioredis'
-import type { ParticipantId, RoomId } from '@conclave/protocol'
+import { Breakouts, type ParticipantId, type RoomId } from '@conclave/protocol'
 import {
   type AddOutcome,
+  type BreakoutsUpdate,
   type AddPolicy,
   DEFAULT_LEASE_MS,
   DEFAULT_REMOVAL_MS,
@@ -80,6 +81,18 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
 return redis.call('HGETALL', KEYS[1])
 `
+
+// Compare-and-set of the room's breakouts. KEYS: room. ARGV: the JSON read ('' for none), the
+// JSON to write ('' to end them).
+const SWAP_BREAKOUTS = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'room_not_found' end
+if (redis.call('HGET', KEYS[1], 'breakouts') or '') ~= ARGV[1] then return 'changed' end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'breakouts') else redis.call('HSET', KEYS[1], 'breakouts', ARGV[2]) end
+return 'written'
+`
+
+/** Compare-and-set rounds before `updateBreakouts` gives up: each lost round means another host won one. */
+const BREAKOUTS_ATTEMPTS = 32
 
 // KEYS: room, participants, participant, removed, rooms.
 // ARGV: room id, participant id, ban (1|0), now, removal ms, lease ms.
@@ -280,6 +293,22 @@ export class RedisRoomStore implements RoomStore {
     return (await this.#redis.sismember(this.#keys.removed(roomId), identity)) === 1
   }
 
+  async getBreakouts(roomId: RoomId): Promise<Breakouts | undefined> {
+    return decodeBreakouts(await this.#redis.hget(this.#keys.room(roomId), 'breakouts'))
+  }
+
+  async updateBreakouts(roomId: RoomId, update: BreakoutsUpdate): Promise<Breakouts | undefined | 'room_not_found'> {
+    const key = this.#keys.room(roomId)
+    for (let attempt = 0; attempt < BREAKOUTS_ATTEMPTS; attempt++) {
+      const read = await this.#redis.hget(key, 'breakouts')
+      const next = update(decodeBreakouts(read))
+      const outcome = await this.#redis.eval(SWAP_BREAKOUTS, 1, key, read ?? '', next === undefined ? '' : JSON.stringify(next))
+      if (outcome === 'room_not_found') return 'room_not_found'
+      if (outcome === 'written') return next
+    }
+    throw new Error(`the breakouts of ${roomId} kept changing; gave up after ${BREAKOUTS_ATTEMPTS} attempts`)
+  }
+
   async refresh(roomId: RoomId, participantIds: readonly ParticipantId[]): Promise<void> {
     const k = this.#keys
     const participantKeys = participantIds.map((id) => k.participant(roomId, id))
@@ -334,6 +363,16 @@ function decodeFields(fields: Record<string, string>): Record<string, unknown> |
 function decodeRoom(fields: Record<string, string>): RoomRecord | undefined {
   const parsed = RoomRecord.safeParse(decodeFields(fields))
   return parsed.success ? parsed.data : undefined
+}
+
+function decodeBreakouts(value: string | null): Breakouts | undefined {
+  if (value === null) return undefined
+  try {
+    const parsed = Breakouts.safeParse(JSON.parse(value))
+    return parsed.success ? parsed.data : undefined
+  } catch {
+    return undefined
+  }
 }
 
 function decodeParticipant(fields: Record<string, string>): ParticipantRecord | undefined {

@@ -1,0 +1,438 @@
+// Recordings on this node: mints the recorder's token, starts the recorder process, follows what it
+// says, stops it (asked to, when its room closes or empties, when the server shuts down) and notices
+// when it dies. Who may start or stop one is the MeetingService's decision, not this one's.
+
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import {
+  type RecordingDetails,
+  RecordingId,
+  type RecordingMode,
+  type RoomId,
+  TOKEN_TTL_LIMITS,
+} from '@conclave/protocol'
+import { AppError } from '../app-error.js'
+import type { TokenIssuer } from '../auth/authenticator.js'
+import type { ClusterEvent, EventBus } from '../cluster/event-bus.js'
+import type { Logger } from '../log.js'
+import type { RoomStore } from '../state/room-store.js'
+import { type RecorderExit, type RecorderMessage, RecorderProcess } from './recorder-process.js'
+import { type RecordingOutput, listRecordingFiles, localRecordingDir, recorderOutputFor } from './recording-output.js'
+import { MemoryRecordingStore, type RecordingRecord, type RecordingStore } from './recording-store.js'
+
+/** What the meeting asks of recordings, once it has decided the actor may. */
+export interface RecordingControl {
+  start(roomId: RoomId, mode: RecordingMode): Promise<RecordingDetails>
+  /** Stops the room's active recording (or `recordingId`); answers at once, finalizing goes on. */
+  stop(roomId: RoomId, recordingId?: RecordingId): Promise<RecordingDetails>
+}
+
+/** What the recorder package offers to finish the output of a recorder that died. */
+export type FinalizePartial = (
+  config: Record<string, unknown>,
+  error: { code: string; message: string },
+) => Promise<{ partial: boolean; index?: Record<string, unknown> } | undefined>
+
+/** The built recorder of this repository: `recorder/dist/src/cli.js`. */
+export const DEFAULT_RECORDER_SCRIPT = fileURLToPath(new URL('../../../../../recorder/dist/src/cli.js', import.meta.url))
+const RECORDER_PACKAGE = new URL('../../../../../recorder/dist/src/index.js', import.meta.url)
+
+let recorderPackage: Promise<RecorderPackage | undefined> | undefined
+
+/** The part of the recorder package (`@conclave/recorder`) that finishes a dead recorder's output. */
+interface RecorderPackage {
+  createRecordingSink(output: unknown, recordingId: string): unknown
+  finalizePartial(options: { recordingId: string; sink: unknown; spoolDir?: string; error?: { code: string; message: string } }): Promise<{ partial: boolean }>
+}
+
+/**
+ * The recorder package's own `finalizePartial`, loaded from this repository's `recorder/dist` when
+ * it is built (a runtime import: the recorder depends on the server for its tests, not the reverse).
+ * It stores what the dead recorder's spool still holds and rewrites `recording.json` as partial.
+ */
+export const recorderFinalizePartial: FinalizePartial = async (config, error) => {
+  recorderPackage ??= import(RECORDER_PACKAGE.href).then(
+    (module) => module as RecorderPackage,
+    () => undefined,
+  )
+  const recorder = await recorderPackage
+  if (recorder === undefined) return undefined
+  const recordingId = String(config.recordingId)
+  const sink = recorder.createRecordingSink(config.output, recordingId)
+  const spoolDir = typeof config.spoolDir === 'string' ? config.spoolDir : undefined
+  const index = await recorder.finalizePartial({ recordingId, sink, error, ...(spoolDir ? { spoolDir } : {}) })
+  return { partial: index.partial, index: index as unknown as Record<string, unknown> }
+}
+
+/** Recording as the server is configured for it; every field has a default. */
+export interface RecordingOptions {
+  /** Where recordings go. Default the local folder `./recordings`. */
+  output?: RecordingOutput
+  /** The recorder program and its arguments. Default `node recorder/dist/src/cli.js` of this repository. */
+  command?: readonly string[]
+  stopTimeoutMs?: number
+  startTimeoutMs?: number
+  /** Default the recorder package's own (`recorderFinalizePartial`). */
+  finalizePartial?: FinalizePartial
+  /** Where the recorder keeps files until they are stored. Default `<tmpdir>/conclave-recorder`. */
+  spoolDir?: string
+}
+
+export interface RecordingServiceOptions {
+  bus: EventBus
+  /** Room participants, to notice a room with no one left to record. */
+  store: Pick<RoomStore, 'listParticipants'>
+  /** Mints the recorder's token; without it nothing can be recorded (`recorder_unavailable`). */
+  issuer: TokenIssuer | undefined
+  output: RecordingOutput
+  /** The recorder program and its arguments. Default `node recorder/dist/src/cli.js` of this repository. */
+  command?: readonly string[]
+  /** The server's own URL as the recorder reaches it (`http://127.0.0.1:PORT`); known once it listens. */
+  serverUrl: () => string
+  log: Logger
+  records?: RecordingStore
+  /** How long a stopping recorder may take to finalize before it is killed, in ms. Default 30 000. */
+  stopTimeoutMs?: number
+  /** How long a recorder may take to say `started` before it is stopped as failed, in ms. Default 60 000. */
+  startTimeoutMs?: number
+  /** Finishes a dead recorder's output; default none (the recording is marked failed and partial). */
+  finalizePartial?: FinalizePartial
+  /** The recorder's `spoolDir`, so that a dead recorder's spool can be stored. Default `<tmpdir>/conclave-recorder`. */
+  spoolDir?: string
+  now?: () => number
+}
+
+interface Supervised {
+  record: RecordingRecord
+  process: RecorderProcess
+  config: Record<string, unknown>
+  /** The recorder said `finalized`. */
+  finalized: boolean
+  /** What the recorder said in `failed`, or why we stopped it. */
+  failure: { code: string; message: string } | undefined
+  /** We asked it to stop; an exit without finalizing is still a failure. */
+  stopReason: string | undefined
+  startTimer: NodeJS.Timeout | undefined
+  announcedStop: boolean
+  /** Settles once its exit is handled (a dead recorder's output finalized too). */
+  settled: Promise<void>
+  /** It said `started`: it handles SIGTERM from now on. */
+  started: boolean
+  /** Asked to stop before it started: SIGTERM goes out once it has. */
+  stopWhenStarted: boolean
+}
+
+export class RecordingService implements RecordingControl {
+  readonly #bus: EventBus
+  readonly #store: Pick<RoomStore, 'listParticipants'>
+  readonly #issuer: TokenIssuer | undefined
+  readonly #output: RecordingOutput
+  readonly #command: readonly string[]
+  readonly #serverUrl: () => string
+  readonly #log: Logger
+  readonly #records: RecordingStore
+  readonly #stopTimeoutMs: number
+  readonly #startTimeoutMs: number
+  readonly #finalizePartial: FinalizePartial | undefined
+  readonly #spoolDir: string
+  readonly #now: () => number
+  /** Recorders this node runs, by recording. */
+  readonly #live = new Map<RecordingId, Supervised>()
+  /** Rooms with a live composite recording (reserved before any await, so two starts cannot both pass). */
+  readonly #compositeByRoom = new Map<RoomId, RecordingId>()
+  readonly #unsubscribe: () => void
+  #closed = false
+
+  constructor({
+    bus,
+    store,
+    issuer,
+    output,
+    command = [process.execPath, DEFAULT_RECORDER_SCRIPT],
+    serverUrl,
+    log,
+    records = new MemoryRecordingStore(),
+    stopTimeoutMs = 30_000,
+    startTimeoutMs = 60_000,
+    finalizePartial,
+    spoolDir = join(tmpdir(), 'conclave-recorder'),
+    now = Date.now,
+  }: RecordingServiceOptions) {
+    this.#spoolDir = spoolDir
+    this.#bus = bus
+    this.#store = store
+    this.#issuer = issuer
+    this.#output = output
+    this.#command = command
+    this.#serverUrl = serverUrl
+    this.#log = log
+    this.#records = records
+    this.#stopTimeoutMs = stopTimeoutMs
+    this.#startTimeoutMs = startTimeoutMs
+    this.#finalizePartial = finalizePartial
+    this.#now = now
+    this.#unsubscribe = bus.subscribe((event) => {
+      this.#onRoomEvent(event).catch((error: unknown) => this.#log.warn('following a room event failed', { type: event.type, err: error }))
+    })
+  }
+
+  async start(roomId: RoomId, mode: RecordingMode): Promise<RecordingDetails> {
+    if (this.#closed) throw new AppError('recorder_unavailable', 'the server is shutting down')
+    if (mode === 'tracks') {
+      throw new AppError('not_implemented', 'per-track recording needs the engine RTP forward (media.addRtpForward) and recorder/src/tracks, which this build does not have yet')
+    }
+    if (this.#issuer === undefined) throw new AppError('recorder_unavailable', 'this server mints no tokens (JWKS only), so a recorder cannot join')
+    this.#checkCommand()
+    const active = this.#compositeByRoom.get(roomId)
+    if (active !== undefined) throw new AppError('recording_already_active', `room ${roomId} is already being recorded (${active})`)
+    const recordingId = RecordingId.parse(`rec-${randomBytes(9).toString('base64url')}`)
+    this.#compositeByRoom.set(roomId, recordingId)
+    let record: RecordingRecord
+    try {
+      const { token } = await this.#issuer.mint({
+        room: roomId,
+        identity: `recorder-${recordingId}`,
+        name: 'Recorder',
+        role: 'guest',
+        grants: { hidden: true, recorder: true, canPublish: false, canSubscribe: true, canChat: false },
+        ttlSeconds: TOKEN_TTL_LIMITS.max,
+      })
+      if (this.#output.kind === 'local') await mkdir(localRecordingDir(this.#output, recordingId), { recursive: true })
+      const config = {
+        mode,
+        recordingId,
+        room: roomId,
+        serverUrl: this.#serverUrl(),
+        token,
+        output: recorderOutputFor(this.#output),
+        spoolDir: this.#spoolDir,
+      }
+      record = { recordingId, room: roomId, mode, state: 'starting', partial: false, startedAt: this.#now() }
+      this.#spawn(record, config)
+    } catch (error) {
+      this.#compositeByRoom.delete(roomId)
+      if (error instanceof AppError) throw error
+      throw new AppError('recorder_unavailable', `the recorder could not be started: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+    }
+    // Messages may already have moved it on.
+    record = this.#live.get(recordingId)?.record ?? record
+    await this.#records.put(record)
+    this.#log.info('recording started', { roomId, recordingId, pid: this.#live.get(recordingId)?.process.pid })
+    await this.#bus.publish({ type: 'recording-started', roomId, recording: { recordingId, mode, startedAt: record.startedAt } })
+    return this.#details(record)
+  }
+
+  async stop(roomId: RoomId, recordingId?: RecordingId): Promise<RecordingDetails> {
+    const id = recordingId ?? this.#compositeByRoom.get(roomId)
+    const record = id === undefined ? undefined : await this.#records.get(id)
+    if (id === undefined || record === undefined || record.room !== roomId) {
+      throw new AppError('recording_not_found', recordingId === undefined ? `room ${roomId} is not being recorded` : `there is no recording ${recordingId} in room ${roomId}`)
+    }
+    const live = this.#live.get(id)
+    if (live !== undefined) await this.#requestStop(live, 'stopped')
+    return this.get(id)
+  }
+
+  async get(recordingId: RecordingId): Promise<RecordingDetails> {
+    const record = this.#live.get(recordingId)?.record ?? (await this.#records.get(recordingId))
+    if (record === undefined) throw new AppError('recording_not_found', `there is no recording ${recordingId}`)
+    return this.#details(record)
+  }
+
+  /** Every recording this node knows (of `roomId` when given), oldest first. */
+  async list(roomId?: RoomId): Promise<RecordingDetails[]> {
+    return Promise.all((await this.#records.list(roomId)).map((record) => this.#details(this.#live.get(record.recordingId)?.record ?? record)))
+  }
+
+  /** The recorder process of a live recording on this node, for operators and tests. */
+  pidOf(recordingId: RecordingId): number | undefined {
+    return this.#live.get(recordingId)?.process.pid
+  }
+
+  get output(): RecordingOutput {
+    return this.#output
+  }
+
+  /** Stops every recorder and waits for them to finalize (or be killed); no new one starts. */
+  async close(): Promise<void> {
+    this.#closed = true
+    this.#unsubscribe()
+    await Promise.all(
+      [...this.#live.values()].map(async (live) => {
+        await this.#requestStop(live, 'server_closing', true)
+        await live.process.exited
+        await live.settled
+      }),
+    )
+  }
+
+  // Internals.
+
+  #checkCommand(): void {
+    const script = this.#command[1]
+    if (this.#command[0] === process.execPath && script !== undefined && !existsSync(script)) {
+      throw new AppError('recorder_unavailable', `the recorder is not built (${script} is missing); run \`npm run build -w @conclave/recorder\``)
+    }
+  }
+
+  #spawn(record: RecordingRecord, config: Record<string, unknown>): void {
+    const log = this.#log.child({ recordingId: record.recordingId, roomId: record.room })
+    const live: Supervised = {
+      record,
+      config,
+      finalized: false,
+      failure: undefined,
+      stopReason: undefined,
+      startTimer: undefined,
+      announcedStop: false,
+      settled: Promise.resolve(),
+      started: false,
+      stopWhenStarted: false,
+      process: undefined as unknown as RecorderProcess,
+    }
+    live.process = new RecorderProcess({
+      command: this.#command,
+      config,
+      log,
+      onMessage: (message) => this.#onMessage(live, message),
+      onExit: (exit) => {
+        live.settled = this.#onExit(live, exit).catch((error: unknown) => log.error('recording the recorder exit failed', { err: error }))
+      },
+    })
+    this.#live.set(record.recordingId, live)
+    live.startTimer = setTimeout(() => {
+      if (live.record.state !== 'starting') return
+      live.failure = { code: 'start_timeout', message: `the recorder did not start recording within ${this.#startTimeoutMs} ms` }
+      void this.#requestStop(live, 'start_timeout', true)
+    }, this.#startTimeoutMs)
+    live.startTimer.unref()
+  }
+
+  #onMessage(live: Supervised, message: RecorderMessage): void {
+    const record = live.record
+    switch (message.type) {
+      case 'started':
+        clearTimeout(live.startTimer)
+        live.started = true
+        if (record.state === 'starting') this.#update(live, { state: 'recording' })
+        if (live.stopWhenStarted) void live.process.stop(this.#stopTimeoutMs)
+        return
+      case 'progress':
+        this.#update(live, { bytes: message.bytes, segments: message.segments })
+        return
+      case 'finalized':
+        live.finalized = true
+        this.#update(live, { state: 'finalized', partial: message.partial, ...(message.index ? { index: message.index } : {}) })
+        void this.#announceStop(live, false)
+        return
+      case 'failed':
+        live.failure = { code: message.code, message: message.message }
+        // After `finalized`: the output is stored but something went wrong (partial); say what.
+        if (live.finalized) this.#update(live, { error: live.failure })
+        return
+      default:
+        assertNever(message)
+    }
+  }
+
+  async #onExit(live: Supervised, exit: RecorderExit): Promise<void> {
+    clearTimeout(live.startTimer)
+    const { record } = live
+    const endedAt = this.#now()
+    if (live.finalized) {
+      this.#update(live, { endedAt })
+    } else {
+      const how = exit.spawnError
+        ? `could not run: ${exit.spawnError.message}`
+        : exit.signal !== null
+          ? `was ended by ${exit.signal}`
+          : `exited with code ${exit.code}`
+      const tail = exit.stderrTail.slice(-3).join(' | ')
+      const error = live.failure ?? {
+        code: exit.spawnError ? 'recorder_unavailable' : 'recorder_crashed',
+        message: `the recorder ${how} without finalizing${tail ? `: ${tail}` : ''}`,
+      }
+      // Nothing is recorded any more: the room hears it now; what was written is finalized next.
+      let partial = (record.bytes ?? 0) > 0 || (record.segments ?? 0) > 0
+      let index = record.index
+      this.#update(live, { state: 'stopping', partial, endedAt, error })
+      const level = live.stopReason === undefined ? 'error' : 'warn'
+      this.#log[level]('the recorder ended without finalizing', { recordingId: record.recordingId, roomId: record.room, code: exit.code, signal: exit.signal, reason: error.message, partial })
+      await this.#announceStop(live, true)
+      if (this.#finalizePartial !== undefined && !exit.spawnError) {
+        try {
+          const finished = await this.#finalizePartial(live.config, error)
+          if (finished !== undefined) {
+            partial = finished.partial || partial
+            index = finished.index ?? index
+          }
+        } catch (finalizeError) {
+          this.#log.warn('finalizing a partial recording failed', { recordingId: record.recordingId, err: finalizeError })
+        }
+      }
+      this.#update(live, { state: 'failed', partial, ...(index ? { index } : {}) })
+    }
+    this.#live.delete(record.recordingId)
+    if (this.#compositeByRoom.get(record.room) === record.recordingId) this.#compositeByRoom.delete(record.room)
+    await this.#records.put(live.record)
+    await this.#announceStop(live, !live.finalized)
+  }
+
+  /**
+   * Stops the recorder: SIGTERM, then SIGKILL after the stop timeout. One that has not said
+   * `started` may not handle SIGTERM yet, so it gets it once it does (or `now`, at the start timeout).
+   */
+  async #requestStop(live: Supervised, reason: string, now = false): Promise<void> {
+    if (!live.process.running) return
+    if (live.stopReason === undefined) {
+      live.stopReason = reason
+      this.#log.info('stopping recording', { recordingId: live.record.recordingId, roomId: live.record.room, reason })
+      if (live.record.state === 'starting' || live.record.state === 'recording') this.#update(live, { state: 'stopping' })
+      await this.#records.put(live.record)
+    }
+    if (live.started || now) void live.process.stop(this.#stopTimeoutMs)
+    else live.stopWhenStarted = true
+  }
+
+  #update(live: Supervised, patch: Partial<RecordingRecord>): void {
+    live.record = { ...live.record, ...patch }
+    this.#records.put(live.record).catch((error: unknown) => this.#log.warn('saving a recording failed', { err: error }))
+  }
+
+  async #announceStop(live: Supervised, failed: boolean): Promise<void> {
+    if (live.announcedStop) return
+    live.announcedStop = true
+    const { recordingId, room, partial } = live.record
+    // Once finalized, the room may start another one while this process exits.
+    if (this.#compositeByRoom.get(room) === recordingId) this.#compositeByRoom.delete(room)
+    await this.#bus.publish({ type: 'recording-stopped', roomId: room, recordingId, partial, failed })
+  }
+
+  async #onRoomEvent(event: ClusterEvent): Promise<void> {
+    if (event.type !== 'room-closed' && event.type !== 'participant-left' && event.type !== 'participant-removed') return
+    const recordings = [...this.#live.values()].filter((live) => live.record.room === event.roomId)
+    if (recordings.length === 0) return
+    if (event.type === 'room-closed') {
+      for (const live of recordings) await this.#requestStop(live, 'room_closed')
+      return
+    }
+    // No one left to record: hidden participants (the recorder itself) do not count.
+    const people = (await this.#store.listParticipants(event.roomId)).filter(
+      (participant) => participant.state === 'active' && !participant.grants.hidden && !participant.grants.recorder,
+    )
+    if (people.length > 0) return
+    for (const live of recordings) await this.#requestStop(live, 'room_empty')
+  }
+
+  async #details(record: RecordingRecord): Promise<RecordingDetails> {
+    return { ...record, files: await listRecordingFiles(this.#output, record.recordingId, record.index) }
+  }
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unhandled recorder message ${JSON.stringify(value)}`)
+}
