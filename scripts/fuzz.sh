@@ -10,7 +10,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-for target in stun rtp rtcp sdp dependency_descriptor engine_datagram; do
+for target in stun rtp rtcp red sdp dependency_descriptor engine_datagram; do
   mkdir -p "$work/$target"
   echo "fuzz: $target for ${seconds}s"
   cargo +nightly fuzz run "$target" "$work/$target" "fuzz/corpus/seed/$target" -- \

@@ -1113,6 +1113,14 @@ impl Engine {
             stats.dropped_malformed += 1;
             return;
         };
+        let Ok(red_primary) = crate::red::primary_of_packet(
+            codec.codec,
+            &track.payload_types,
+            &scratch[header.payload_start..header.payload_end],
+        ) else {
+            stats.dropped_malformed += 1;
+            return;
+        };
         let clock_rate = track.clock_rate;
         let Some(layer) = track.layers.get_mut(layer_index) else {
             return;
@@ -1137,7 +1145,7 @@ impl Engine {
             CodecKind::H264 => rtp::h264_is_keyframe(payload),
             CodecKind::Vp9 => rtp::vp9_is_keyframe(payload),
             CodecKind::Av1 => rtp::av1_is_keyframe(payload),
-            CodecKind::Opus => true,
+            CodecKind::Opus | CodecKind::Red => true,
         };
         let svc_frame = crate::svc::on_publisher_packet(
             &mut track.svc,
@@ -1199,9 +1207,10 @@ impl Engine {
             let Some(slot) = subscriber.slots.get_mut(slot_index) else {
                 continue;
             };
-            let Some(payload_types) = slot.payload_types_for(codec.codec) else {
+            let Some(sent) = crate::red::for_slot(slot, codec.codec, payload, red_primary) else {
                 continue;
             };
+            let (payload_types, payload) = (sent.payload_types, sent.payload);
             let Some(subscription) = slot.subscription.as_mut() else {
                 continue;
             };
@@ -1299,6 +1308,9 @@ impl Engine {
             }
             let payload_start = out.len();
             out.extend_from_slice(payload);
+            if let Some((from, to)) = sent.renumber {
+                crate::red::renumber_blocks(&mut out[payload_start..], from, to);
+            }
             if let Some(descriptor) = vp8 {
                 keep_vp8_continuous(
                     &mut subscription.vp8,
@@ -1317,10 +1329,12 @@ impl Engine {
             stats.packets_forwarded += 1;
             outbox.send(destination, out);
         }
+        let (codec_without_red, payload) =
+            crate::red::without_red(codec.codec, payload, red_primary);
         let packet = rtp_forward::ForwardedPacket {
             track: track_id,
             layer: layer_index,
-            codec: codec.codec,
+            codec: codec_without_red,
             header: &header,
             payload,
             vp8,
@@ -1857,6 +1871,7 @@ impl Engine {
     /// carry padding without disturbing the media sequence numbers).
     fn send_probe_padding(&mut self, peer_id: PeerId) {
         let now = self.now;
+        let padding_slot = self.padding_slot(peer_id);
         let Engine { peers, outbox, .. } = self;
         let Some(peer) = peers.get_mut(&peer_id) else {
             return;
@@ -1871,13 +1886,7 @@ impl Engine {
         {
             return;
         }
-        let Some((slot_index, rtx_ssrc, rtx_pt)) =
-            peer.slots.iter().enumerate().find_map(|(i, s)| {
-                let rtx_pt = s.payload_types.iter().find_map(|p| p.rtx_pt)?;
-                s.subscription.as_ref()?;
-                Some((i, s.rtx_ssrc?, rtx_pt))
-            })
-        else {
+        let Some((slot_index, rtx_ssrc, rtx_pt)) = padding_slot else {
             return;
         };
         let Some(mut downlink) = peer.downlink.take() else {
@@ -2031,7 +2040,7 @@ fn send_stream(slot: &SendSlot, cname: &str) -> sdp::SendStream {
 
 /// Codecs of the answer's m-line that the engine can forward, with their RTX payload types.
 fn payload_types_of(offered: &sdp::MediaSection, decision: &sdp::AnswerMedia) -> Vec<PayloadTypes> {
-    decision
+    let mut payload_types: Vec<PayloadTypes> = decision
         .codecs
         .iter()
         .filter_map(|c| {
@@ -2042,7 +2051,10 @@ fn payload_types_of(offered: &sdp::MediaSection, decision: &sdp::AnswerMedia) ->
                 rtx_pt: offered.rtx_for(c.payload_type),
             })
         })
-        .collect()
+        .collect();
+    // RED wraps Opus, so Opus stays a track's first codec: the one plain-RTP forwards send.
+    payload_types.sort_by_key(|p| p.codec == CodecKind::Red);
+    payload_types
 }
 
 /// The layers a publisher's m-line announces: one per sent RID (simulcast by RID), one per SSRC

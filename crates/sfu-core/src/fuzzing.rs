@@ -34,6 +34,10 @@ pub fn dependency_descriptor(data: &[u8]) {
     crate::dependency_descriptor::fuzz_parse(data);
 }
 
+pub fn red(data: &[u8]) {
+    crate::red::fuzz_parse(data);
+}
+
 pub fn sdp(data: &[u8]) {
     crate::sdp::fuzz_parse(data);
 }

@@ -22,6 +22,7 @@ pub mod ice;
 pub mod ids;
 pub mod peer;
 pub mod receive_stats;
+pub mod red;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

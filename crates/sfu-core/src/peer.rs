@@ -24,6 +24,8 @@ pub enum CodecKind {
     Vp9,
     /// AV1 profile 0; with SVC, layers are chosen from the Dependency Descriptor.
     Av1,
+    /// RFC 2198 redundant Opus; stripped to its primary for subscribers without it (`red.rs`).
+    Red,
 }
 
 impl CodecKind {
@@ -38,6 +40,8 @@ impl CodecKind {
             Some(CodecKind::Vp9)
         } else if name.eq_ignore_ascii_case("av1") {
             Some(CodecKind::Av1)
+        } else if name.eq_ignore_ascii_case("red") {
+            Some(CodecKind::Red)
         } else {
             None
         }
@@ -45,7 +49,7 @@ impl CodecKind {
 
     pub fn clock_rate(self) -> u32 {
         match self {
-            CodecKind::Opus => 48_000,
+            CodecKind::Opus | CodecKind::Red => 48_000,
             CodecKind::Vp8 | CodecKind::H264 | CodecKind::Vp9 | CodecKind::Av1 => 90_000,
         }
     }

@@ -342,12 +342,19 @@ fn layers_below_the_best_needed_one_keep_sending() {
     net.engine
         .set_layer_preference(small.peer, camera.track, Some(0), None, net.now)
         .unwrap();
-    run_frames(
-        &mut net,
-        &mut [&mut camera],
-        30 * 6,
-        Some((small.index, 3_000_000)),
-    );
+    let carol = net.peers.len() - 1;
+    for _ in 0..3 {
+        // Carol's downlink has room for f.
+        let mut remb = Vec::new();
+        rtcp::write_remb(&mut remb, 0x5152, 3_000_000, &[]);
+        net.peers[carol].send_rtcp(remb);
+        run_frames(
+            &mut net,
+            &mut [&mut camera],
+            60,
+            Some((small.index, 3_000_000)),
+        );
+    }
     assert!(
         !net.events
             .iter()

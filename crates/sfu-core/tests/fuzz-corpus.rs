@@ -22,6 +22,7 @@ fn seed_corpora_replay_without_panicking() {
         ("stun", sfu_core::fuzzing::stun as fn(&[u8])),
         ("rtp", sfu_core::fuzzing::rtp),
         ("rtcp", sfu_core::fuzzing::rtcp),
+        ("red", sfu_core::fuzzing::red),
         ("sdp", sfu_core::fuzzing::sdp),
         (
             "dependency_descriptor",

@@ -58,6 +58,8 @@ pub const AUDIO_SSRC: u32 = 0x1111_0001;
 pub const VIDEO_SSRC: u32 = 0x2222_0001;
 pub const VIDEO_RTX_SSRC: u32 = 0x2222_0002;
 pub const OPUS_PT: u8 = 111;
+/// RFC 2198 RED around Opus, as Chromium numbers it.
+pub const RED_PT: u8 = 63;
 pub const TWCC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 /// The transport-wide sequence number extension id in the simulated offers' video m-lines.
@@ -375,6 +377,21 @@ impl SimPeer {
             .find(|m| m.mid.as_deref() == Some(mid))?;
         section.ssrcs.first().map(|l| l.ssrc)
     }
+}
+
+/// `offer` with RED (`red/48000/2`, fmtp `111/111`) offered after Opus on every audio m-line,
+/// as Chromium offers it.
+pub fn with_red(offer: &str) -> String {
+    let opus_fmtp = format!("a=fmtp:{OPUS_PT} minptime=10;useinbandfec=1\r\n");
+    offer
+        .replace(
+            &format!("m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}\r\n"),
+            &format!("m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT} {RED_PT}\r\n"),
+        )
+        .replace(
+            &opus_fmtp,
+            &format!("{opus_fmtp}a=rtpmap:{RED_PT} red/48000/2\r\na=fmtp:{RED_PT} {OPUS_PT}/{OPUS_PT}\r\n"),
+        )
 }
 
 /// A STUN Binding request from a controlling agent (RFC 8445 §7.1.2), written here rather than in

@@ -34,6 +34,7 @@ const svcCodec = params.get('svc')?.toUpperCase()
 const svc: SvcPublishing | undefined =
   svcCodec === 'VP9' || svcCodec === 'AV1' ? { codec: svcCodec, scalabilityMode: params.get('mode') ?? 'L3T3_KEY' } : undefined
 const relayOnly = params.get('relay') === '1'
+const serverOffers = params.get('serverOffers') === '1'
 roomInput.value = params.get('room') ?? ''
 nameInput.value = params.get('name') ?? ''
 
@@ -79,6 +80,7 @@ async function join(): Promise<void> {
       simulcast,
       ...(svc !== undefined ? { svc } : {}),
       ...(relayOnly ? { iceTransportPolicy: 'relay' as const } : {}),
+      ...(serverOffers ? { serverOffers } : {}),
       ...(token ? { token } : {}),
     })
     wire(joining)

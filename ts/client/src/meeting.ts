@@ -116,6 +116,19 @@ export interface MeetingOptions {
   iceTransportPolicy?: RTCIceTransportPolicy
   /** How long to keep trying to resume after the signaling drops (the server's grace period). Default 15 000 ms. */
   resumeWithinMs?: number
+  /**
+   * Let the server add receive m-lines by offering them itself; this client is then the polite
+   * side of perfect negotiation (it rolls its own offer back for the server's). Default false:
+   * the client adds one per remote track and offers.
+   */
+  serverOffers?: boolean
+}
+
+/** One step of the offer/answer exchanges, in order: for diagnostics and tests. */
+export interface NegotiationStep {
+  step: 'offer-sent' | 'answer-applied' | 'glare' | 'server-offer' | 'rollback' | 'answer-sent'
+  /** Date.now() when it happened. */
+  at: number
 }
 
 /**
@@ -149,6 +162,14 @@ export class Meeting extends Emitter<MeetingEvents> {
   /** The running offer/answer loop, which every negotiation request joins. */
   #negotiation: Promise<void> | undefined
   #dirty = false
+  /** Every step of every offer/answer exchange (server offers included). */
+  readonly negotiationLog: NegotiationStep[] = []
+  /** Tests: while set, incoming server offers wait for it (to make offers collide on purpose). */
+  serverOfferHold: Promise<void> | undefined
+  /** The server's offers, answered one at a time in arrival order; never rejects. */
+  #serverOffers: Promise<void> = Promise.resolve()
+  /** From createOffer until our offer is sent: a server offer waits for it, then rolls it back. */
+  #makingOffer: Promise<unknown> | undefined
   /** What our sending transceivers carry, when not what their kind says (camera, microphone). */
   readonly #sources = new Map<RTCRtpTransceiver, TrackSource>()
   #screen: { transceiver: RTCRtpTransceiver; track: MediaStreamTrack } | undefined
@@ -181,7 +202,7 @@ export class Meeting extends Emitter<MeetingEvents> {
     try {
       const signaling = await SignalingClient.connect(wsUrl)
       this.#signaling = signaling
-      const reply = await signaling.join(room, name)
+      const reply = await signaling.join(room, name, { serverOffers: this.#options.serverOffers === true })
       this.#participantId = reply.participantId
       const joined = reply.type === 'waiting' ? await this.#waitForAdmission(signaling) : reply
       this.self = { name: joined.name, role: joined.role, grants: joined.grants }
@@ -446,6 +467,7 @@ export class Meeting extends Emitter<MeetingEvents> {
       }
       case 'track-published':
         this.#expect(event.track)
+        if (this.#options.serverOffers === true) return
         this.#negotiate().catch((error: unknown) => {
           if (!this.#closed) this.emit('error', error instanceof Error ? error : new Error(String(error)))
         })
@@ -532,6 +554,12 @@ export class Meeting extends Emitter<MeetingEvents> {
         this.activeSpeaker = event.participantId
         this.emit('active-speaker', { participantId: event.participantId })
         return
+      case 'offer':
+        this.#answerServerOffer(event.sdp)
+        return
+      case 'subscriptions-changed':
+        this.#applySubscriptions(event.subscriptions)
+        return
       case 'breakouts-updated':
         this.breakouts = event.breakouts ?? undefined
         this.emit('breakouts', { breakouts: this.breakouts, group: this.breakoutGroup })
@@ -545,6 +573,8 @@ export class Meeting extends Emitter<MeetingEvents> {
   #expect(track: TrackInfo): void {
     if (track.participantId === this.#participantId || this.tracks.has(track.trackId)) return
     this.tracks.set(track.trackId, track)
+    // The server offers the m-line itself.
+    if (this.#options.serverOffers === true) return
     const transceiver = this.pc.addTransceiver(track.kind, { direction: 'recvonly' })
     // The server forwards SVC layer information to decoders that take it (AV1 SVC needs it).
     if (track.kind === 'video') negotiateDependencyDescriptor(transceiver)
@@ -576,24 +606,74 @@ export class Meeting extends Emitter<MeetingEvents> {
 
   async #negotiateOnce(): Promise<void> {
     if (this.#closed) return
-    const offer = await this.pc.createOffer()
-    await this.pc.setLocalDescription(offer)
+    const making = this.pc.createOffer().then(async (offer) => {
+      await this.pc.setLocalDescription(offer)
+      return offer
+    })
+    this.#makingOffer = making.catch(() => undefined)
+    let offer
+    try {
+      offer = await making
+    } finally {
+      this.#makingOffer = undefined
+    }
     const signaling = this.#signaling
     if (signaling === undefined) return
+    if (this.pc.signalingState !== 'have-local-offer') {
+      // A server offer took our place before it went out: offer again after its exchange.
+      this.#dirty = true
+      return
+    }
     // Mids exist only once the offer is set locally.
     const sources: Record<string, TrackSource> = {}
     for (const [transceiver, source] of this.#sources) if (transceiver.mid !== null) sources[transceiver.mid] = source
     let answer
     try {
+      this.#logStep('offer-sent')
       answer = await signaling.offer(offer.sdp ?? '', sources)
     } catch (error) {
+      if (error instanceof SignalingError && error.code === 'glare') {
+        // The server's offer went out before ours arrived: it is here already, and answering it
+        // rolls ours back. Ours goes again once that exchange is done.
+        this.#logStep('glare')
+        this.#dirty = true
+        await this.#serverOffers
+        return
+      }
       // Back to stable so the next change can offer again.
       if (!this.#closed && this.pc.signalingState === 'have-local-offer') await this.pc.setLocalDescription({ type: 'rollback' })
       throw error
     }
     if (this.#closed) return
     await this.pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp })
+    this.#logStep('answer-applied')
     this.#applySubscriptions(answer.subscriptions)
+  }
+
+  /** The polite side of perfect negotiation: our own offer, if one is out, yields to the server's. */
+  #answerServerOffer(sdp: string): void {
+    this.#logStep('server-offer')
+    this.#serverOffers = this.#serverOffers
+      .then(async () => {
+        await this.serverOfferHold
+        await this.#makingOffer
+        const signaling = this.#signaling
+        if (this.#closed || signaling === undefined) return
+        if (this.pc.signalingState === 'have-local-offer') {
+          await this.pc.setLocalDescription({ type: 'rollback' })
+          this.#logStep('rollback')
+        }
+        await this.pc.setRemoteDescription({ type: 'offer', sdp })
+        const answer = await this.pc.createAnswer()
+        await this.pc.setLocalDescription(answer)
+        this.#logStep('answer-sent')
+        await signaling.answer(answer.sdp ?? '')
+      })
+      .catch((error: unknown) => this.#report(error))
+  }
+
+  #logStep(step: NegotiationStep['step']): void {
+    this.negotiationLog.push({ step, at: Date.now() })
   }
 
   #applySubscriptions(subscriptions: SubscriptionInfo[]): void {

@@ -80,8 +80,14 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   }
 
   /** Joins a room: `joined`, or `waiting` in a room with a waiting room (then `admitted` or `denied` follows as an event). */
-  join(room: string, name: string): Promise<JoinedReply | WaitingReply> {
-    return this.#request({ type: 'join', id: this.#id(), protocolVersion: PROTOCOL_VERSION, room, name } as ClientMessage, ['joined', 'waiting'])
+  join(room: string, name: string, { serverOffers = false }: { serverOffers?: boolean } = {}): Promise<JoinedReply | WaitingReply> {
+    const message = { type: 'join', id: this.#id(), protocolVersion: PROTOCOL_VERSION, room, name, ...(serverOffers ? { serverOffers } : {}) }
+    return this.#request(message as ClientMessage, ['joined', 'waiting'])
+  }
+
+  /** Answers the server's `offer` event (joined with `serverOffers`). */
+  answer(sdp: string): Promise<DoneReply> {
+    return this.#request({ type: 'answer', id: this.#id(), sdp }, 'done')
   }
 
   /** `sources` names what sending m-lines carry, by mid, when not their kind's default (`screen`). */

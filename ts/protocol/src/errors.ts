@@ -52,6 +52,8 @@ export const ERROR_CODES = [
   'breakout_not_found',
   'breakouts_not_running',
   'breakouts_running',
+  // server offers: the client's offer crossed the server's (roll back, answer it, offer again)
+  'glare',
 ] as const
 
 export const ErrorCode = z.enum(ERROR_CODES)
@@ -105,6 +107,7 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   breakouts_not_running: 409,
   // One split at a time: end the running breakouts first.
   breakouts_running: 409,
+  glare: 409,
 }
 
 export function httpStatusFor(code: ErrorCode): number {

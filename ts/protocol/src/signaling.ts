@@ -62,6 +62,11 @@ export const JoinRequest = z.object({
   room: RoomId,
   /** Ignored when the token carries a `name` claim. */
   name: JoinName,
+  /**
+   * The client answers server offers (`offer` event, `answer` request): the server adds receive
+   * m-lines itself instead of waiting for the client to offer them. Default false.
+   */
+  serverOffers: z.boolean().optional(),
 })
 export type JoinRequest = z.infer<typeof JoinRequest>
 
@@ -96,6 +101,13 @@ export const ResumeRequest = z.object({
 })
 export type ResumeRequest = z.infer<typeof ResumeRequest>
 
+/**
+ * The client's answer to the server's `offer` event; answered by `done` (the m-lines it accepted
+ * are then filled, `subscriptions-changed` says with what), or `error`.
+ */
+export const AnswerRequest = z.object({ type: z.literal('answer'), id: RequestId, sdp: Sdp })
+export type AnswerRequest = z.infer<typeof AnswerRequest>
+
 export const LeaveRequest = z.object({ type: z.literal('leave'), id: RequestId })
 export type LeaveRequest = z.infer<typeof LeaveRequest>
 
@@ -121,6 +133,7 @@ export const ClientMessage = z.discriminatedUnion('type', [
   JoinRequest,
   ResumeRequest,
   OfferRequest,
+  AnswerRequest,
   LeaveRequest,
   SetPreferredSizeRequest,
   ...MEETING_REQUESTS,
@@ -224,6 +237,21 @@ export type TrackPublishedEvent = z.infer<typeof TrackPublishedEvent>
 export const TrackEndedEvent = z.object({ type: z.literal('track-ended'), trackId: TrackId })
 export type TrackEndedEvent = z.infer<typeof TrackEndedEvent>
 
+/**
+ * To a client that joined with `serverOffers`: the server offers new receive m-lines. Answer with
+ * `answer`; the server's offer wins a collision (the client's own offer gets `glare`: roll back,
+ * answer, offer again). Unanswered for `SERVER_OFFER_TIMEOUT_MS`, the participation ends.
+ */
+export const ServerOfferEvent = z.object({ type: z.literal('offer'), sdp: Sdp })
+export type ServerOfferEvent = z.infer<typeof ServerOfferEvent>
+
+/** How long the server waits for the `answer` to its `offer` before it ends the participation. */
+export const SERVER_OFFER_TIMEOUT_MS = 10_000
+
+/** Every track this participant now receives, by receive m-line, when it changed outside an `answer` reply. */
+export const SubscriptionsChangedEvent = z.object({ type: z.literal('subscriptions-changed'), subscriptions: z.array(SubscriptionInfo) })
+export type SubscriptionsChangedEvent = z.infer<typeof SubscriptionsChangedEvent>
+
 export const ServerReply = z.discriminatedUnion('type', [
   JoinedReply,
   WaitingReply,
@@ -241,6 +269,8 @@ export const ServerEvent = z.discriminatedUnion('type', [
   TrackPublishedEvent,
   TrackEndedEvent,
   AdmittedEvent,
+  ServerOfferEvent,
+  SubscriptionsChangedEvent,
   ...MEETING_EVENTS,
   ...ADAPTIVE_MEDIA_EVENTS,
 ])

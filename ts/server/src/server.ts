@@ -124,10 +124,15 @@ export async function createServer({
       log: log.child({ component: 'media' }),
     }))
   let meeting: MeetingService | undefined
+  // Told of track changes too (per-track recordings); made once the store and bus exist.
+  let recordingsOfTracks: RecordingService | undefined
   const rooms = new RoomService({
     media,
     log: log.child({ component: 'rooms' }),
-    onTrackChange: (track, change) => meeting?.trackChanged(track, change),
+    onTrackChange: (track, change) => {
+      meeting?.trackChanged(track, change)
+      recordingsOfTracks?.trackChanged(track, change)
+    },
     lastN,
   })
   const auth = createAuth({ jwtSecret, jwksUrl, log })
@@ -151,6 +156,7 @@ export async function createServer({
   const recordings = new RecordingService({
     bus,
     store,
+    tracks: { media, rooms },
     issuer: auth.issuer,
     output,
     serverUrl: () => ownUrl,
@@ -158,6 +164,7 @@ export async function createServer({
     finalizePartial: recorderFinalizePartial,
     ...recorder,
   })
+  recordingsOfTracks = recordings
   meeting = new MeetingService({
     recordings,
     rooms,

@@ -103,6 +103,18 @@ impl Engine {
         }
     }
 
+    /// The slot (index, RTX SSRC, RTX payload type) that carries probe padding to `peer`: one
+    /// with RTX whose publisher shares its partition, so that not even padding crosses.
+    pub(super) fn padding_slot(&self, peer_id: PeerId) -> Option<(usize, u32, u8)> {
+        let peer = self.peers.get(&peer_id)?;
+        peer.slots.iter().enumerate().find_map(|(i, s)| {
+            let rtx_pt = s.payload_types.iter().find_map(|p| p.rtx_pt)?;
+            let track = s.subscription.as_ref()?.track;
+            self.shares_partition(track, peer_id)
+                .then_some((i, s.rtx_ssrc?, rtx_pt))
+        })
+    }
+
     fn cross_partition(&mut self, crossing: Crossing, now: Instant) {
         let Some(subscriber) = self.peers.get_mut(&crossing.subscriber) else {
             return;

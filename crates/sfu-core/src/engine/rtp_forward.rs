@@ -199,6 +199,7 @@ fn rtp_name(codec: CodecKind) -> &'static str {
         CodecKind::H264 => "H264",
         CodecKind::Vp9 => "VP9",
         CodecKind::Av1 => "AV1",
+        CodecKind::Red => "red",
     }
 }
 

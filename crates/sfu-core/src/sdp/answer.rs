@@ -129,7 +129,8 @@ pub(super) fn is_supported_protocol(protocol: &str) -> bool {
     protocol == "UDP/TLS/RTP/SAVPF" || protocol == "RTP/SAVPF"
 }
 
-/// Picks what we support from an offered m-line: audio opus/48000/2; video VP8 first, then H264
+/// Picks what we support from an offered m-line: audio opus/48000/2, led by red/48000/2 (RFC
+/// 2198) when offered around that Opus; video VP8 first, then H264
 /// with packetization-mode=1 (profile-level-id 42e01f first), each with its rtx; rtcp-fb only
 /// nack, nack pli, ccm fir, transport-cc and goog-remb; header extensions only those in
 /// [`SUPPORTED_HEADER_EXTENSIONS`] with one-byte ids. Direction: an offered sendonly or sendrecv
@@ -165,11 +166,35 @@ pub fn select_media(offered: &MediaSection) -> AnswerMedia {
 }
 
 fn select_audio(offered: &MediaSection) -> Vec<Codec> {
-    let opus = offered
+    let Some(opus) = offered
         .codecs
         .iter()
-        .find(|c| c.is("opus") && c.clock_rate == 48_000 && c.channels == Some(2));
-    with_rtx(offered, opus.into_iter())
+        .find(|c| c.is("opus") && c.clock_rate == 48_000 && c.channels == Some(2))
+    else {
+        return Vec::new();
+    };
+    let red = offered
+        .codecs
+        .iter()
+        .find(|c| is_red_around(c, opus.payload_type));
+    // Chromium sends RED only when it comes before the codec it wraps in the negotiated list,
+    // so it leads the answer; receivers decode either way.
+    with_rtx(offered, red.into_iter().chain(Some(opus)))
+}
+
+/// RFC 2198 at 48 kHz stereo whose fmtp (`111/111`: the blocks' payload types, primary last)
+/// names only `opus_pt`; without an fmtp the blocks are unconstrained, so it is refused.
+fn is_red_around(codec: &Codec, opus_pt: u8) -> bool {
+    let Some(blocks) = codec.fmtp.as_deref().map(str::trim) else {
+        return false;
+    };
+    codec.is("red")
+        && codec.clock_rate == 48_000
+        && codec.channels == Some(2)
+        && !blocks.is_empty()
+        && blocks
+            .split('/')
+            .all(|pt| digits::<u8>(pt.trim()) == Some(opus_pt))
 }
 
 fn select_video(offered: &MediaSection) -> Vec<Codec> {
@@ -570,13 +595,45 @@ mod tests {
     #[test]
     fn audio_takes_only_stereo_opus_at_48k() {
         let offered = section(concat!(
-            "m=audio 9 UDP/TLS/RTP/SAVPF 63 111 0\r\na=mid:a\r\na=recvonly\r\na=rtcp-mux\r\n",
-            "a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\na=rtpmap:111 OPUS/48000/2\r\na=rtcp-fb:111 transport-cc\r\n",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8\r\na=mid:a\r\na=recvonly\r\na=rtcp-mux\r\n",
+            "a=rtpmap:111 OPUS/48000/2\r\na=rtcp-fb:111 transport-cc\r\n",
         ));
         let answer = select_media(&offered);
         assert_eq!(pts(&answer), [111]);
         assert_eq!(answer.codecs[0].rtcp_fbs, ["transport-cc"]);
         assert_eq!(answer.direction, Direction::SendOnly);
+    }
+
+    #[test]
+    fn red_around_the_chosen_opus_leads_the_audio_answer() {
+        let offered = section(concat!(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 0\r\na=mid:a\r\na=sendonly\r\na=rtcp-mux\r\n",
+            "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n",
+            "a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n",
+        ));
+        let answer = select_media(&offered);
+        assert_eq!(pts(&answer), [63, 111]);
+        assert_eq!(answer.codecs[0].fmtp.as_deref(), Some("111/111"));
+    }
+
+    #[test]
+    fn red_wrapping_anything_but_the_chosen_opus_is_left_out() {
+        for red in [
+            "a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/0\r\n",
+            "a=rtpmap:63 red/48000/2\r\n",
+            "a=rtpmap:63 red/8000/1\r\na=fmtp:63 111/111\r\n",
+        ] {
+            let offered = section(&format!(
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 0\r\na=mid:a\r\na=sendonly\r\n\
+                 a=rtpmap:111 opus/48000/2\r\n{red}"
+            ));
+            assert_eq!(pts(&select_media(&offered)), [111], "{red}");
+        }
+        let no_opus = section(concat!(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 63 0\r\na=mid:a\r\na=sendonly\r\n",
+            "a=rtpmap:63 red/48000/2\r\na=fmtp:63 0/0\r\n",
+        ));
+        assert!(!select_media(&no_opus).accepted);
     }
 
     #[test]

@@ -279,8 +279,9 @@ fn chrome_publisher_is_answered_recvonly_with_vp8_then_h264_and_supported_extens
         panic!("two m-lines")
     };
     assert_eq!(audio.direction, Direction::RecvOnly);
-    assert_eq!(pts(audio), [111]);
-    assert_eq!(audio.codecs[0].rtcp_fbs, ["transport-cc"]);
+    // RED (RFC 2198) leads so that Chromium sends it.
+    assert_eq!(pts(audio), [63, 111]);
+    assert_eq!(audio.codecs[1].rtcp_fbs, ["transport-cc"]);
     assert_eq!(ext_ids(audio), [1, 2, 3, 4]);
     // VP8, then H264 pm=1 with 42e01f first, then VP9 and AV1 profile 0, each followed by its
     // rtx; pm=0, other VP9 profiles, red and ulpfec are dropped.
@@ -485,7 +486,7 @@ fn captured_chromium_offers_are_answered_like_the_hand_written_ones() {
             .iter()
             .filter(|m| m.kind == SdpMediaKind::Audio)
         {
-            assert_eq!(pts(section), [111]);
+            assert_eq!(pts(section), [63, 111], "RED around Opus, leading");
         }
     }
     let simulcast = negotiate(CHROMIUM_SIMULCAST);

@@ -66,6 +66,8 @@ describe('recording control', () => {
       command: [process.execPath, FAKE_RECORDER, 'normal'],
       serverUrl: () => 'http://127.0.0.1:1',
       log: quietLog,
+      tracks: { media, rooms: { room: (roomId) => rooms.room(roomId) } },
+      spoolDir: join(dir, 'spool'),
     })
     let service: MeetingService | undefined
     rooms = new RoomService({ media, log: quietLog, onTrackChange: (track, change) => service?.trackChanged(track, change) })
@@ -159,7 +161,7 @@ describe('recording control', () => {
     await finalized(recordingId)
   })
 
-  test('an unknown room is 404, a second start 409, an unknown recording 404, per-track mode 501, a bad mode 400', async () => {
+  test('an unknown room is 404, a second start 409, an unknown recording 404, per-track mode 201 beside it (twice 409), a bad mode 400', async () => {
     const unknownRoom = await start('nowhere')
     assert.deepEqual([unknownRoom.status, await errorCode(unknownRoom)], [404, 'room_not_found'])
     await createRoom('board')
@@ -171,7 +173,10 @@ describe('recording control', () => {
     const unknownStop = await app.request('/v1/rooms/board/recordings/rec-nope', { method: 'DELETE', headers: withKey })
     assert.deepEqual([unknownStop.status, await errorCode(unknownStop)], [404, 'recording_not_found'])
     const tracks = await start('board', withKey, { mode: 'tracks' })
-    assert.deepEqual([tracks.status, await errorCode(tracks)], [501, 'not_implemented'])
+    assert.equal(tracks.status, 201)
+    assert.equal(RecordingDetails.parse(await tracks.json()).mode, 'tracks')
+    const tracksTwice = await start('board', withKey, { mode: 'tracks' })
+    assert.deepEqual([tracksTwice.status, await errorCode(tracksTwice)], [409, 'recording_already_active'])
     const bad = await start('board', withKey, { mode: 'hologram' })
     assert.deepEqual([bad.status, await errorCode(bad)], [400, 'bad_request'])
   })

@@ -23,7 +23,11 @@ interface FakePeer {
   slots: Map<string, { kind: MediaKind; track: EngineTrackId | undefined }>
   /** Published tracks by the mid they arrive on. */
   published: Map<string, EngineTrackId>
+  localOffer?: FakeLocalOffer
 }
+
+/** An offer the fake made (`createOffer`) that waits for its answer: the mids and kinds it adds. */
+type FakeLocalOffer = Map<string, MediaKind>
 
 interface FakeTrack {
   owner: PeerId
@@ -66,6 +70,7 @@ export class FakeMediaEngine implements MediaEngine {
     this.#record('applyOffer', peerId)
     const peer = this.#peer(peerId)
     if (!sdp.startsWith('v=0')) throw new AppError('invalid_sdp', 'invalid SDP: the first line must be v=0')
+    if (peer.localOffer !== undefined) throw new AppError('invalid_state', `peer-${peerId} is have-local-offer`)
     const events: MediaEvent[] = []
     for (const line of readMediaSections(sdp)) {
       if (line.direction === 'recvonly') {
@@ -79,6 +84,34 @@ export class FakeMediaEngine implements MediaEngine {
     }
     this.#emitLater(events)
     return 'v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=fake answer\r\nt=0 0\r\n'
+  }
+
+  /** The offer's SDP lists only the new m-lines (`m=<kind>` and `a=mid:s<n>`). */
+  async createOffer(peerId: PeerId, kinds: readonly MediaKind[]): Promise<string> {
+    this.#record('createOffer', peerId, [...kinds])
+    const peer = this.#peer(peerId)
+    if (peer.localOffer !== undefined) throw new AppError('invalid_state', `peer-${peerId} is have-local-offer`)
+    const offer: FakeLocalOffer = new Map()
+    let next = 0
+    for (const kind of kinds) {
+      while (peer.slots.has(`s${next}`) || offer.has(`s${next}`)) next++
+      offer.set(`s${next}`, kind)
+    }
+    peer.localOffer = offer
+    const lines = [...offer].map(([mid, kind]) => `m=${kind} 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:${mid}\r\na=sendonly\r\n`)
+    return `v=0\r\no=- 0 1 IN IP4 127.0.0.1\r\ns=fake offer\r\nt=0 0\r\n${lines.join('')}`
+  }
+
+  /** Every new m-line the answer does not mark `inactive` becomes a free receive slot. */
+  async applyAnswer(peerId: PeerId, sdp: string): Promise<void> {
+    this.#record('applyAnswer', peerId)
+    const peer = this.#peer(peerId)
+    const offer = peer.localOffer
+    if (offer === undefined) throw new AppError('invalid_state', `peer-${peerId} is stable`)
+    peer.localOffer = undefined
+    if (!sdp.startsWith('v=0')) throw new AppError('invalid_sdp', 'invalid SDP: the first line must be v=0')
+    const inactive = new Set(readMediaSections(sdp).filter((line) => line.direction === 'inactive').map((line) => line.mid))
+    for (const [mid, kind] of offer) if (!inactive.has(mid)) peer.slots.set(mid, { kind, track: undefined })
   }
 
   async closePeer(peerId: PeerId): Promise<void> {

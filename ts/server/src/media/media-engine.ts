@@ -124,6 +124,17 @@ export interface MediaEngine {
   createPeer(): Promise<PeerId>
   /** Applies an offer (initial or renegotiation) and resolves with the answer SDP. */
   applyOffer(peerId: PeerId, sdp: string): Promise<string>
+  /**
+   * Offers the negotiated peer one new m-line we send on per entry of `kinds`, after all it has.
+   * Rejects with `invalid_state` while an offer of ours waits for its answer. While it waits, the
+   * peer's own offers are refused (`invalid_state`): the engine is the impolite side.
+   */
+  createOffer(peerId: PeerId, kinds: readonly MediaKind[]): Promise<string>
+  /**
+   * Applies the peer's answer to our offer: each new m-line it accepts becomes a free receive slot
+   * for `subscribe`. The offer is settled either way (an answer that does not fit is `invalid_sdp`).
+   */
+  applyAnswer(peerId: PeerId, sdp: string): Promise<void>
   /** Frees the peer and everything it published or received. */
   closePeer(peerId: PeerId): Promise<void>
   /** Sends `trackId` to `peerId` on a free receive m-line of the track's kind. */

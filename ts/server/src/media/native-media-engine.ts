@@ -1,5 +1,6 @@
 // MediaEngine over the native addon (@conclave/media). The only module that loads the addon.
 
+import type { MediaKind } from '@conclave/protocol'
 import { AppError, toAppError } from '../app-error.js'
 import type { Logger } from '../log.js'
 import type {
@@ -82,6 +83,14 @@ class NativeMediaEngine implements MediaEngine {
 
   applyOffer(peerId: PeerId, sdp: string): Promise<string> {
     return call(this.#worker.applyOffer(peerId, sdp))
+  }
+
+  createOffer(peerId: PeerId, kinds: readonly MediaKind[]): Promise<string> {
+    return call(this.#worker.createOffer(peerId, [...kinds]))
+  }
+
+  applyAnswer(peerId: PeerId, sdp: string): Promise<void> {
+    return call(this.#worker.applyAnswer(peerId, sdp))
   }
 
   closePeer(peerId: PeerId): Promise<void> {

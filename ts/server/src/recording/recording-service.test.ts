@@ -15,11 +15,13 @@ import { TokenAuthenticator, TokenIssuer } from '../auth/authenticator.js'
 import { type ClusterEvent, MemoryEventBus } from '../cluster/event-bus.js'
 import type { ParticipantRecord } from '../state/room-store.js'
 import { createLogger } from '../log.js'
+import { FakeMediaEngine } from '../media/fake-media-engine.js'
 import { eventually } from '../../test/support/eventually.js'
 import { parseLine } from './recorder-process.js'
 import { DEFAULT_RECORDER_SCRIPT, RecordingService, type RecordingServiceOptions, recorderFinalizePartial } from './recording-service.js'
 
 const FAKE_RECORDER = fileURLToPath(new URL('../../test/support/fake-recorder.js', import.meta.url))
+const RECORDER_TRACKS = fileURLToPath(new URL('../../../../../recorder/dist/src/tracks/index.js', import.meta.url))
 const secret = new TextEncoder().encode('recording-test-secret-recording-test')
 const log = createLogger({ level: (process.env.CONCLAVE_LOG_LEVEL as 'debug' | undefined) ?? 'silent' })
 const room = 'studio' as RoomId
@@ -210,9 +212,29 @@ describe('RecordingService supervising a recorder process', () => {
     await assert.rejects(recordings.start(room, 'composite'), (error: unknown) => error instanceof AppError && error.code === 'recorder_unavailable')
   })
 
-  test('per-track mode answers not_implemented until the engine forwards RTP', async () => {
+  test('per-track mode without the media engine in this process is refused with recorder_unavailable', async () => {
     const { recordings } = service('normal')
-    await assert.rejects(recordings.start(room, 'tracks'), (error: unknown) => error instanceof AppError && error.code === 'not_implemented')
+    await assert.rejects(recordings.start(room, 'tracks'), (error: unknown) => error instanceof AppError && error.code === 'recorder_unavailable')
+  })
+
+  test('per-track mode runs beside a composite recording, once per room, and stopping it writes its index', { skip: existsSync(RECORDER_TRACKS) ? false : 'the recorder is not built' }, async () => {
+    const tracks = { media: new FakeMediaEngine(), rooms: { room: () => undefined } }
+    const { recordings, events } = service('normal', { tracks, spoolDir: join(dir, 'spool') })
+    const composite = await recordings.start(room, 'composite')
+    const perTrack = await recordings.start(room, 'tracks')
+    assert.deepEqual([perTrack.mode, perTrack.state], ['tracks', 'recording'])
+    await assert.rejects(recordings.start(room, 'tracks'), (error: unknown) => error instanceof AppError && error.code === 'recording_already_active')
+    await recordings.stop(room, perTrack.recordingId)
+    const finalized = await stateOf(recordings, perTrack.recordingId, 'finalized')
+    assert.equal(finalized.partial, false)
+    const index = JSON.parse(await readFile(join(dir, perTrack.recordingId, 'recording.json'), 'utf8')) as Record<string, unknown>
+    assert.deepEqual([index.mode, index.status, index.room, index.tracks], ['tracks', 'finalized', room, []])
+    assert.ok(events.some((event) => event.type === 'recording-stopped' && event.recordingId === perTrack.recordingId && !event.failed))
+    await stateOf(recordings, composite.recordingId, 'recording')
+    // Once finalized, the room may record per track again.
+    const again = await recordings.start(room, 'tracks')
+    await recordings.stop(room, again.recordingId)
+    await stateOf(recordings, again.recordingId, 'finalized')
   })
 
   test('closing its room stops the recording', async () => {

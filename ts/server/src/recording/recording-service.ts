@@ -1,6 +1,7 @@
 // Recordings on this node: mints the recorder's token, starts the recorder process, follows what it
 // says, stops it (asked to, when its room closes or empties, when the server shuts down) and notices
-// when it dies. Who may start or stop one is the MeetingService's decision, not this one's.
+// when it dies. Per-track recordings run in this process instead (`TracksRecording`: the engine tees
+// each track to an ffmpeg). Who may start or stop one is the MeetingService's decision, not this one's.
 
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
@@ -19,10 +20,14 @@ import { AppError } from '../app-error.js'
 import type { TokenIssuer } from '../auth/authenticator.js'
 import type { ClusterEvent, EventBus } from '../cluster/event-bus.js'
 import type { Logger } from '../log.js'
+import type { MediaEngine } from '../media/media-engine.js'
+import type { PublishedTrack } from '../rooms/participant.js'
+import type { Room } from '../rooms/room.js'
 import type { RoomStore } from '../state/room-store.js'
 import { type RecorderExit, type RecorderMessage, RecorderProcess } from './recorder-process.js'
 import { type RecordingOutput, listRecordingFiles, localRecordingDir, recorderOutputFor } from './recording-output.js'
 import { MemoryRecordingStore, type RecordingRecord, type RecordingStore } from './recording-store.js'
+import { TracksRecording, type TracksRecordingUsage } from './tracks-recording.js'
 
 /** What the meeting asks of recordings, once it has decided the actor may. */
 export interface RecordingControl {
@@ -86,6 +91,15 @@ export interface RecordingServiceOptions {
   bus: EventBus
   /** Room participants, to notice a room with no one left to record. */
   store: Pick<RoomStore, 'listParticipants'>
+  /**
+   * The engine and rooms of this process, for per-track recordings (`mode: 'tracks'`), which run
+   * here and tee each track's RTP to an ffmpeg; without them that mode is `recorder_unavailable`.
+   * The server also passes every track change to `trackChanged`.
+   */
+  tracks?: {
+    media: Pick<MediaEngine, 'addRtpForward' | 'removeRtpForward' | 'requestKeyframe'>
+    rooms: { room(roomId: RoomId): Room | undefined }
+  }
   /** Mints the recorder's token; without it nothing can be recorded (`recorder_unavailable`). */
   issuer: TokenIssuer | undefined
   output: RecordingOutput
@@ -126,6 +140,15 @@ interface Supervised {
   stopWhenStarted: boolean
 }
 
+/** A per-track recording this node runs in its own process. */
+interface TracksLive {
+  record: RecordingRecord
+  /** Resolves once its files are being written; rejects when it could not start. */
+  recording: Promise<TracksRecording>
+  /** Settles once it is finalized and its record saved. */
+  settled: Promise<void> | undefined
+}
+
 export class RecordingService implements RecordingControl {
   readonly #bus: EventBus
   readonly #store: Pick<RoomStore, 'listParticipants'>
@@ -144,12 +167,18 @@ export class RecordingService implements RecordingControl {
   readonly #live = new Map<RecordingId, Supervised>()
   /** Rooms with a live composite recording (reserved before any await, so two starts cannot both pass). */
   readonly #compositeByRoom = new Map<RoomId, RecordingId>()
+  readonly #tracks: RecordingServiceOptions['tracks']
+  /** Per-track recordings this node runs, by recording. */
+  readonly #tracksLive = new Map<RecordingId, TracksLive>()
+  /** Rooms with a live per-track recording (reserved before any await, like `#compositeByRoom`). */
+  readonly #tracksByRoom = new Map<RoomId, RecordingId>()
   readonly #unsubscribe: () => void
   #closed = false
 
   constructor({
     bus,
     store,
+    tracks,
     issuer,
     output,
     command = [process.execPath, DEFAULT_RECORDER_SCRIPT],
@@ -163,6 +192,7 @@ export class RecordingService implements RecordingControl {
     now = Date.now,
   }: RecordingServiceOptions) {
     this.#spoolDir = spoolDir
+    this.#tracks = tracks
     this.#bus = bus
     this.#store = store
     this.#issuer = issuer
@@ -182,9 +212,7 @@ export class RecordingService implements RecordingControl {
 
   async start(roomId: RoomId, mode: RecordingMode): Promise<RecordingDetails> {
     if (this.#closed) throw new AppError('recorder_unavailable', 'the server is shutting down')
-    if (mode === 'tracks') {
-      throw new AppError('not_implemented', 'per-track recording needs the engine RTP forward (media.addRtpForward) and recorder/src/tracks, which this build does not have yet')
-    }
+    if (mode === 'tracks') return this.#startTracks(roomId)
     if (this.#issuer === undefined) throw new AppError('recorder_unavailable', 'this server mints no tokens (JWKS only), so a recorder cannot join')
     this.#checkCommand()
     const active = this.#compositeByRoom.get(roomId)
@@ -227,25 +255,44 @@ export class RecordingService implements RecordingControl {
   }
 
   async stop(roomId: RoomId, recordingId?: RecordingId): Promise<RecordingDetails> {
-    const id = recordingId ?? this.#compositeByRoom.get(roomId)
+    const id = recordingId ?? this.#compositeByRoom.get(roomId) ?? this.#tracksByRoom.get(roomId)
     const record = id === undefined ? undefined : await this.#records.get(id)
     if (id === undefined || record === undefined || record.room !== roomId) {
       throw new AppError('recording_not_found', recordingId === undefined ? `room ${roomId} is not being recorded` : `there is no recording ${recordingId} in room ${roomId}`)
     }
     const live = this.#live.get(id)
     if (live !== undefined) await this.#requestStop(live, 'stopped')
+    const tracksLive = this.#tracksLive.get(id)
+    if (tracksLive !== undefined) await this.#stopTracks(tracksLive, 'stopped')
     return this.get(id)
   }
 
   async get(recordingId: RecordingId): Promise<RecordingDetails> {
-    const record = this.#live.get(recordingId)?.record ?? (await this.#records.get(recordingId))
+    const record = this.#live.get(recordingId)?.record ?? this.#tracksLive.get(recordingId)?.record ?? (await this.#records.get(recordingId))
     if (record === undefined) throw new AppError('recording_not_found', `there is no recording ${recordingId}`)
     return this.#details(record)
   }
 
   /** Every recording this node knows (of `roomId` when given), oldest first. */
   async list(roomId?: RoomId): Promise<RecordingDetails[]> {
-    return Promise.all((await this.#records.list(roomId)).map((record) => this.#details(this.#live.get(record.recordingId)?.record ?? record)))
+    return Promise.all(
+      (await this.#records.list(roomId)).map((record) => this.#details(this.#live.get(record.recordingId)?.record ?? this.#tracksLive.get(record.recordingId)?.record ?? record)),
+    )
+  }
+
+  /** A track of a room on this node was published or ended: per-track recordings of its room follow. */
+  trackChanged(track: PublishedTrack, change: 'published' | 'ended'): void {
+    for (const live of this.#tracksLive.values()) {
+      if (live.record.room !== track.owner.room.id || live.settled !== undefined) continue
+      // After the recording started, in call order: it lists the room's tracks as it starts.
+      live.recording.then((recording) => recording.trackChanged(track, change)).catch(() => undefined)
+    }
+  }
+
+  /** CPU and memory of a live per-track recording: the server process and each track's ffmpeg. */
+  async tracksUsage(recordingId: RecordingId): Promise<TracksRecordingUsage | undefined> {
+    const live = this.#tracksLive.get(recordingId)
+    return live === undefined ? undefined : (await live.recording).usage()
   }
 
   /** The recorder process of a live recording on this node, for operators and tests. */
@@ -261,16 +308,87 @@ export class RecordingService implements RecordingControl {
   async close(): Promise<void> {
     this.#closed = true
     this.#unsubscribe()
-    await Promise.all(
-      [...this.#live.values()].map(async (live) => {
+    await Promise.all([
+      ...[...this.#live.values()].map(async (live) => {
         await this.#requestStop(live, 'server_closing', true)
         await live.process.exited
         await live.settled
       }),
-    )
+      ...[...this.#tracksLive.values()].map((live) => this.#stopTracks(live, 'server_closing')),
+    ])
   }
 
   // Internals.
+
+  async #startTracks(roomId: RoomId): Promise<RecordingDetails> {
+    if (this.#tracks === undefined) throw new AppError('recorder_unavailable', 'per-track recording needs the media engine in this process, which this server was not given')
+    const active = this.#tracksByRoom.get(roomId)
+    if (active !== undefined) throw new AppError('recording_already_active', `room ${roomId} is already being recorded per track (${active})`)
+    const recordingId = RecordingId.parse(`rec-${randomBytes(9).toString('base64url')}`)
+    this.#tracksByRoom.set(roomId, recordingId)
+    const live: TracksLive = {
+      record: { recordingId, room: roomId, mode: 'tracks', state: 'starting', partial: false, startedAt: this.#now() },
+      recording: TracksRecording.start({
+        recordingId,
+        roomId,
+        output: this.#output,
+        media: this.#tracks.media,
+        rooms: this.#tracks.rooms,
+        store: this.#store,
+        spoolDir: this.#spoolDir,
+        log: this.#log,
+        now: this.#now,
+      }),
+      settled: undefined,
+    }
+    this.#tracksLive.set(recordingId, live)
+    try {
+      await live.recording
+    } catch (error) {
+      this.#tracksLive.delete(recordingId)
+      this.#tracksByRoom.delete(roomId)
+      if (error instanceof AppError) throw error
+      throw new AppError('recorder_unavailable', `the per-track recording could not be started: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+    }
+    if (live.record.state === 'starting') live.record = { ...live.record, state: 'recording' }
+    await this.#records.put(live.record)
+    this.#log.info('recording started', { roomId, recordingId, mode: 'tracks' })
+    await this.#bus.publish({ type: 'recording-started', roomId, recording: { recordingId, mode: 'tracks', startedAt: live.record.startedAt } })
+    return this.#details(live.record)
+  }
+
+  /** Finishes the per-track recording's files and index; settles once its record says so. */
+  #stopTracks(live: TracksLive, reason: string): Promise<void> {
+    live.settled ??= (async () => {
+      const { recordingId, room } = live.record
+      this.#log.info('stopping recording', { recordingId, roomId: room, reason, mode: 'tracks' })
+      live.record = { ...live.record, state: 'stopping' }
+      await this.#records.put(live.record)
+      let failed = false
+      try {
+        const result = await (await live.recording).stop()
+        live.record = {
+          ...live.record,
+          state: 'finalized',
+          partial: result.partial,
+          bytes: result.bytes,
+          index: result.index as unknown as Record<string, unknown>,
+          ...(result.error ? { error: result.error } : {}),
+        }
+      } catch (error) {
+        failed = true
+        const message = error instanceof Error ? error.message : String(error)
+        live.record = { ...live.record, state: 'failed', partial: true, error: { code: 'recorder_crashed', message: `finalizing the per-track recording failed: ${message}` } }
+        this.#log.error('finalizing a per-track recording failed', { recordingId, roomId: room, err: error })
+      }
+      live.record = { ...live.record, endedAt: this.#now() }
+      this.#tracksLive.delete(recordingId)
+      if (this.#tracksByRoom.get(room) === recordingId) this.#tracksByRoom.delete(room)
+      await this.#records.put(live.record)
+      await this.#bus.publish({ type: 'recording-stopped', roomId: room, recordingId, partial: live.record.partial, failed })
+    })().catch((error: unknown) => this.#log.error('stopping a per-track recording failed', { recordingId: live.record.recordingId, err: error }))
+    return live.settled
+  }
 
   #checkCommand(): void {
     const script = this.#command[1]
@@ -413,11 +531,19 @@ export class RecordingService implements RecordingControl {
   }
 
   async #onRoomEvent(event: ClusterEvent): Promise<void> {
+    const perTrack = [...this.#tracksLive.values()].filter((live) => live.record.room === event.roomId && live.settled === undefined)
+    for (const live of perTrack) {
+      if (event.type === 'participant-joined') void live.recording.then((recording) => recording.participantJoined(event.participant), () => undefined)
+      if (event.type === 'participant-left' || event.type === 'participant-removed') {
+        void live.recording.then((recording) => recording.participantLeft(event.participant.participantId), () => undefined)
+      }
+    }
     if (event.type !== 'room-closed' && event.type !== 'participant-left' && event.type !== 'participant-removed') return
     const recordings = [...this.#live.values()].filter((live) => live.record.room === event.roomId)
-    if (recordings.length === 0) return
+    if (recordings.length === 0 && perTrack.length === 0) return
     if (event.type === 'room-closed') {
       for (const live of recordings) await this.#requestStop(live, 'room_closed')
+      for (const live of perTrack) void this.#stopTracks(live, 'room_closed')
       return
     }
     // No one left to record: hidden participants (the recorder itself) do not count.
@@ -426,6 +552,7 @@ export class RecordingService implements RecordingControl {
     )
     if (people.length > 0) return
     for (const live of recordings) await this.#requestStop(live, 'room_empty')
+    for (const live of perTrack) void this.#stopTracks(live, 'room_empty')
   }
 
   async #details(record: RecordingRecord): Promise<RecordingDetails> {

@@ -98,6 +98,8 @@ interface LocalMember {
   resumeId: string
   /** While its socket is gone: the timer that ends the grace period. */
   graceTimer: NodeJS.Timeout | undefined
+  /** It joined with `serverOffers`: it answers the server's offers. */
+  serverOffers?: boolean
 }
 
 const OUTCOME_ERRORS: Record<Exclude<AddOutcome, 'added'>, [AppError['code'], string]> = {
@@ -166,7 +168,13 @@ export class MeetingService {
    * Admits `principal` to `roomId`: active at once, or waiting when the room has a waiting room and
    * it is a guest. Events for it are held until `release` is called (after the reply went out).
    */
-  async join(principal: Principal, roomId: RoomId, requestedName: string | undefined, channel: MemberChannel): Promise<JoinResult> {
+  async join(
+    principal: Principal,
+    roomId: RoomId,
+    requestedName: string | undefined,
+    channel: MemberChannel,
+    { serverOffers = false }: { serverOffers?: boolean } = {},
+  ): Promise<JoinResult> {
     authorizeRoom(principal, roomId)
     const room = this.#joinCreatesRoom
       ? await this.#store.ensureRoom(this.#defaultRoom(roomId, false))
@@ -192,7 +200,7 @@ export class MeetingService {
     }
     const outcome = await this.#store.addParticipant(record, { bypassLock: principal.role === 'host' || principal.grants.recorder })
     if (outcome !== 'added') throw new AppError(...OUTCOME_ERRORS[outcome])
-    const member: LocalMember = { record, channel, media: undefined, held: [], gone: false, resumeId, graceTimer: undefined }
+    const member: LocalMember = { record, channel, media: undefined, held: [], gone: false, resumeId, graceTimer: undefined, serverOffers }
     this.#local.set(record.participantId, member)
     this.#log.info('participant entered', { roomId, participantId: record.participantId, role: record.role, state: record.state })
     if (waits) {
@@ -542,7 +550,7 @@ export class MeetingService {
         member.channel.close(CLOSE_CODES.mediaLost, reason)
         void this.leave(record.participantId, reason)
       },
-    }, { id: record.participantId, announce: false })
+    }, { id: record.participantId, announce: false, serverOffers: member.serverOffers === true })
     media.canSubscribe = record.grants.canSubscribe
     member.media = media
     const snapshot = await this.#snapshotOf(member, room)

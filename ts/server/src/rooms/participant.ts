@@ -66,6 +66,8 @@ export class Participant {
   partition = 0
   /** False while its grants do not allow receiving: no track is subscribed for it. */
   canSubscribe = true
+  /** A member that answers server offers: the room adds the receive m-lines it lacks. */
+  serverOffers = false
   /** What the participant's sending m-lines carry, by mid, as its offers said. */
   readonly sources = new Map<string, TrackSource>()
 

@@ -9,6 +9,7 @@ import type { MediaEngine, MediaEvent, PeerId } from '../media/media-engine.js'
 import { AdaptiveMedia } from './adaptive-media.js'
 import { Participant, type ParticipantKind, type ParticipantSink, PublishedTrack } from './participant.js'
 import { Room } from './room.js'
+import { ServerOffers } from './server-offers.js'
 
 export interface RoomServiceOptions {
   media: MediaEngine
@@ -17,6 +18,8 @@ export interface RoomServiceOptions {
   onTrackChange?: (track: PublishedTrack, change: 'published' | 'ended') => void
   /** Video last-N: each participant receives the cameras of only the N latest speakers. Default 0: off. */
   lastN?: number
+  /** How long a server offer may wait for its answer before the participation ends. Default 10 s. */
+  serverOfferTimeoutMs?: number
 }
 
 export interface JoinOptions {
@@ -27,6 +30,8 @@ export interface JoinOptions {
    * announces participants itself (the meeting does, across nodes).
    */
   announce?: boolean
+  /** It answers server offers: the room adds the receive m-lines it lacks (`ServerOffers`). Default false. */
+  serverOffers?: boolean
 }
 
 export interface Negotiated {
@@ -51,20 +56,32 @@ export class RoomService {
 
   readonly #onTrackChange: RoomServiceOptions['onTrackChange']
   readonly #adaptive: AdaptiveMedia
+  readonly #serverOffers: ServerOffers
 
-  constructor({ media, log, onTrackChange, lastN = 0 }: RoomServiceOptions) {
+  constructor({ media, log, onTrackChange, lastN = 0, serverOfferTimeoutMs }: RoomServiceOptions) {
     this.#media = media
     this.#log = log
     this.#onTrackChange = onTrackChange
     this.#adaptive = new AdaptiveMedia({ media, log, lastN })
+    this.#serverOffers = new ServerOffers({
+      media,
+      log,
+      ...(serverOfferTimeoutMs !== undefined ? { timeoutMs: serverOfferTimeoutMs } : {}),
+      fillSlots: (participant) => this.#fillSlots(participant),
+      end: (participant, reason) => {
+        participant.sink?.end(reason)
+        void this.leave(participant, reason)
+      },
+    })
     this.#stopListening = media.onEvents((events) => {
       for (const event of events) this.#handleMediaEvent(event)
     })
   }
 
   /** A member joins over signaling; it is announced at once and negotiates with `negotiate`. */
-  join(roomId: RoomId, name: string, sink: ParticipantSink, { id, announce = true }: JoinOptions = {}) {
+  join(roomId: RoomId, name: string, sink: ParticipantSink, { id, announce = true, serverOffers = false }: JoinOptions = {}) {
     const participant = this.#admit(roomId, 'member', name, sink, id)
+    participant.serverOffers = serverOffers
     if (announce) this.#announce(participant)
     this.#log.info('participant joined', { roomId, participantId: participant.id, kind: 'member' })
     return { participant, ...participant.room.snapshotFor(participant) }
@@ -76,10 +93,20 @@ export class RoomService {
    */
   negotiate(participant: Participant, sdp: string): Promise<Negotiated> {
     return participant.queue.run(async () => {
+      if (this.#serverOffers.isPending(participant)) throw new AppError('glare', 'the server\'s offer is out: roll back, answer it, then offer again')
       const answer = await this.#applyOffer(participant, sdp)
-      await this.#fillSlots(participant)
+      await this.#fillSlots(participant, false)
       return { sdp: answer, subscriptions: subscriptionsOf(participant) }
     })
+  }
+
+  /**
+   * A member's answer to the server's offer (`serverOffers`): the m-lines it accepted are filled and
+   * `subscriptions-changed` tells it with what. Rejects with `invalid_state` when no offer waits.
+   */
+  answer(participant: Participant, sdp: string): Promise<void> {
+    assertActive(participant)
+    return this.#serverOffers.answer(participant, sdp)
   }
 
   /**
@@ -165,6 +192,7 @@ export class RoomService {
     }
     participant.received.clear()
     this.#adaptive.left(participant)
+    this.#serverOffers.forget(participant)
     if (participant.announced) room.broadcast({ type: 'participant-left', participantId: participant.id })
     if (room.participants.size === 0 && this.#rooms.get(room.id) === room) this.#rooms.delete(room.id)
     this.#log.info('participant left', { roomId: room.id, participantId: participant.id, peerId: participant.peerId, reason })
@@ -223,7 +251,7 @@ export class RoomService {
     if (room === undefined || track === undefined) return false
     track.muted = false
     for (const viewer of room.participants.values()) {
-      if (viewer.kind !== 'whep') continue
+      if (!fillsItself(viewer)) continue
       viewer.queue
         .run(() => this.#fillSlots(viewer))
         .catch((error: unknown) => this.#log.warn('subscribing a viewer failed', { participantId: viewer.id, err: error }))
@@ -295,17 +323,35 @@ export class RoomService {
   /**
    * Subscribes the participant to every track of its room it does not receive yet, as long as it
    * has free receive m-lines of the track's kind. Never throws. Call inside the participant's queue.
+   * A member with server offers is offered the m-lines it lacks and, unless `notify` is false (an
+   * answer reply says it), told what it receives when that changed.
    */
-  async #fillSlots(participant: Participant): Promise<void> {
+  async #fillSlots(participant: Participant, notify = true): Promise<void> {
     const peerId = participant.peerId
     if (peerId === undefined || !participant.canSubscribe) return
-    const full = new Set<string>()
+    const before = subscriptionKey(participant)
+    const missing = await this.#subscribeAll(participant, peerId)
+    if (!participant.serverOffers || participant.state !== 'active') return
+    if (missing.length > 0) this.#serverOffers.wants(participant, missing)
+    if (notify && subscriptionKey(participant) !== before) {
+      participant.sink?.send({ type: 'subscriptions-changed', subscriptions: subscriptionsOf(participant) })
+    }
+  }
+
+  /** `#fillSlots` without the telling; resolves with the kinds of the receive m-lines it lacks, one per track. */
+  async #subscribeAll(participant: Participant, peerId: PeerId): Promise<MediaKind[]> {
+    const full = new Set<MediaKind>()
+    const missing: MediaKind[] = []
     for (const track of [...participant.room.tracks.values()]) {
-      if (participant.state !== 'active') return
-      if (track.owner === participant || track.muted || participant.received.has(track.engineId) || full.has(track.kind)) continue
+      if (participant.state !== 'active') return missing
+      if (track.owner === participant || track.muted || participant.received.has(track.engineId)) continue
+      if (full.has(track.kind)) {
+        missing.push(track.kind)
+        continue
+      }
       try {
         const { mid } = await this.#media.subscribe(peerId, track.engineId)
-        if (participant.state !== 'active') return
+        if (participant.state !== 'active') return missing
         if (participant.room.tracks.get(track.engineId) !== track) {
           // The track ended while we subscribed; its end already went by without us.
           await this.#unsubscribe(peerId, track)
@@ -314,14 +360,17 @@ export class RoomService {
         participant.received.set(track.engineId, { track, mid })
         await this.#adaptive.subscribed(participant, track)
       } catch (error) {
-        if (hasCode(error, 'no_free_slot')) full.add(track.kind)
-        else if (!hasCode(error, 'track_not_found', 'already_subscribed')) {
+        if (hasCode(error, 'no_free_slot')) {
+          full.add(track.kind)
+          missing.push(track.kind)
+        } else if (!hasCode(error, 'track_not_found', 'already_subscribed')) {
           // The offer is already applied: the answer must still go out, with what we have.
           this.#log.warn('subscribing failed', { participantId: participant.id, trackId: track.id, err: error })
-          return
+          return missing
         }
       }
     }
+    return missing
   }
 
   async #unsubscribe(peerId: PeerId, track: PublishedTrack): Promise<void> {
@@ -355,7 +404,7 @@ export class RoomService {
           if (participant.peerId === undefined || participant.state !== 'active') return
           await this.#unsubscribe(participant.peerId, track)
           // A viewer's freed m-line can carry a track it could not receive before.
-          if (participant.kind === 'whep') await this.#fillSlots(participant)
+          if (fillsItself(participant)) await this.#fillSlots(participant)
         })
         .catch((error: unknown) => this.#log.warn('unsubscribing failed', { participantId: participant.id, err: error }))
     }
@@ -379,7 +428,7 @@ export class RoomService {
         this.#onTrackChange?.(track, 'published')
         this.#log.info('track published', { roomId: room.id, participantId: owner.id, peerId: event.peerId, trackId: track.id, kind: track.kind })
         for (const viewer of room.participants.values()) {
-          if (viewer.kind !== 'whep') continue
+          if (!fillsItself(viewer)) continue
           viewer.queue
             .run(() => this.#fillSlots(viewer))
             .catch((error: unknown) => this.#log.warn('subscribing a viewer failed', { participantId: viewer.id, err: error }))
@@ -434,6 +483,16 @@ export class RoomService {
 
 function defaultSource(kind: MediaKind): TrackSource {
   return kind === 'audio' ? 'microphone' : 'camera'
+}
+
+/** Viewers and members with server offers get m-lines filled by the room; other members offer for them. */
+function fillsItself(participant: Participant): boolean {
+  return participant.kind === 'whep' || participant.serverOffers
+}
+
+/** What `participant` receives, comparable: tells whether a fill changed it. */
+function subscriptionKey(participant: Participant): string {
+  return [...participant.received.values()].map(({ track, mid }) => `${mid}=${track.id}`).sort().join(',')
 }
 
 /** Every track `participant` receives, by receive m-line. */

@@ -2,6 +2,7 @@
 // Bad frames get a typed `error` reply and the socket stays open.
 
 import {
+  type AnswerRequest,
   type ClientMessage,
   type ErrorCode,
   type JoinRequest,
@@ -160,6 +161,8 @@ export class SignalingSession {
         return this.#resume(message)
       case 'offer':
         return this.#offer(message)
+      case 'answer':
+        return this.#answer(message)
       case 'leave':
         return this.#leave(message)
       case 'set-preferred-size':
@@ -205,10 +208,10 @@ export class SignalingSession {
     }
   }
 
-  async #join({ id, room, name }: JoinRequest): Promise<void> {
+  async #join({ id, room, name, serverOffers }: JoinRequest): Promise<void> {
     if (this.#participantId !== undefined) throw new AppError('invalid_state', 'this connection already joined a room')
     const channel = this.#newMemberChannel()
-    const result = await this.#meeting.join(this.#principal, room, name, channel)
+    const result = await this.#meeting.join(this.#principal, room, name, channel, { serverOffers: serverOffers === true })
     this.#memberChannel = channel
     if (result.state === 'waiting') {
       this.#participantId = result.participantId
@@ -247,6 +250,12 @@ export class SignalingSession {
   async #offer({ id, sdp, sources }: OfferRequest): Promise<void> {
     const negotiated = await this.#meeting.negotiate(this.#joinedId(), sdp, sources)
     this.#send({ type: 'answer', id, sdp: negotiated.sdp, subscriptions: negotiated.subscriptions })
+  }
+
+  /** The answer to the server's offer; `subscriptions-changed` follows when the new m-lines carry tracks. */
+  async #answer({ id, sdp }: AnswerRequest): Promise<void> {
+    await this.#rooms.answer(this.#meeting.mediaOf(this.#joinedId()), sdp)
+    this.#send({ type: 'done', id })
   }
 
   async #leave({ id }: LeaveRequest): Promise<void> {

@@ -22,8 +22,10 @@ interface Stream {
 const STREAM_PROBE = `(async () => {
   const meeting = globalThis.conclave.meeting
   const out = []
+  let at = 0
   ;(await meeting.pc.getStats()).forEach((stat) => {
     if (stat.type !== 'inbound-rtp') return
+    at = Math.max(at, stat.timestamp)
     const subscription = meeting.subscriptionOn(stat.mid)
     if (!subscription) return
     out.push({
@@ -34,7 +36,7 @@ const STREAM_PROBE = `(async () => {
       frames: stat.framesDecoded || 0,
     })
   })
-  return { at: Date.now(), list: out }
+  return { at: at || Date.now(), list: out }
 })()`
 
 // Counts every offer the page makes from now on (setLocalDescription is only called with offers:
@@ -90,7 +92,7 @@ async function streams(page: Page): Promise<Map<string, Stream>> {
   return (await read(page)).streams
 }
 
-/** One page's streams and when (wall clock, ms) the page read them. */
+/** One page's streams and when (wall clock, ms: the stats' own timestamp) they were gathered. */
 interface Reading {
   at: number
   streams: Map<string, Stream>
@@ -114,28 +116,34 @@ function readingsOf(timeline: Sample[], member: string): Reading[] {
   return timeline.flatMap((sample) => sample.get(member) ?? []).sort((a, b) => a.at - b.at)
 }
 
-/** When (ms after `since`) `member` first read a rise of the stream's `field`; undefined if never. */
+/**
+ * When (ms after `since`) `member` first saw the stream's `field` above everything it had read
+ * before; undefined if never. Counters only grow, so comparing with the running maximum keeps
+ * overlapping reads from looking like rises.
+ */
 function firstRise(timeline: Sample[], since: number, member: string, key: string, field: 'packets' | 'frames'): number | undefined {
-  const readings = readingsOf(timeline, member)
-  for (let i = 1; i < readings.length; i++) {
-    const [previous, current] = [readings[i - 1], readings[i]]
-    if (previous === undefined || current === undefined || current.at < since) continue
-    if ((current.streams.get(key)?.[field] ?? 0) > (previous.streams.get(key)?.[field] ?? 0)) return current.at - since
+  let highest = 0
+  for (const reading of readingsOf(timeline, member)) {
+    const value = reading.streams.get(key)?.[field] ?? 0
+    if (reading.at >= since && value > highest && highest > 0) return reading.at - since
+    highest = Math.max(highest, value)
   }
   return undefined
 }
 
 /**
- * When (ms after `since`) the stream's packets last rose for `member`: the midpoint of the last
- * interval between two readings in which they did (0 if they never did after `since`).
+ * When (ms after `since`) the stream's packets last rose for `member`: the midpoint between the
+ * reading that saw a new maximum and the one before it (0 if they never rose after `since`).
  */
 function lastRise(timeline: Sample[], since: number, member: string, key: string): number {
-  const readings = readingsOf(timeline, member)
+  let highest = 0
+  let previousAt = since
   let last = 0
-  for (let i = 1; i < readings.length; i++) {
-    const [previous, current] = [readings[i - 1], readings[i]]
-    if (previous === undefined || current === undefined || current.at < since) continue
-    if ((current.streams.get(key)?.packets ?? 0) > (previous.streams.get(key)?.packets ?? 0)) last = (Math.max(previous.at, since) + current.at) / 2 - since
+  for (const reading of readingsOf(timeline, member)) {
+    const value = reading.streams.get(key)?.packets ?? 0
+    if (reading.at >= since && value > highest) last = (Math.max(previousAt, since) + reading.at) / 2 - since
+    highest = Math.max(highest, value)
+    previousAt = reading.at
   }
   return last
 }
@@ -232,10 +240,15 @@ describe('breakout rooms in Chromium', { skip: nativeAddonProblem, timeout: 420_
         clearInterval(sampling)
       }
       const stopMs: number[] = []
+      let slowestStop: { ms: number; what: string } | undefined
       for (const member of members) {
         for (const other of members) {
           if (other === member || together(member, other)) continue
-          for (const kind of ['audio', 'video']) stopMs.push(lastRise(timeline, splitAt, member.name, `${other.id}/${kind}`))
+          for (const kind of ['audio', 'video']) {
+            const ms = lastRise(timeline, splitAt, member.name, `${other.id}/${kind}`)
+            stopMs.push(ms)
+            if (ms > (slowestStop?.ms ?? -1)) slowestStop = { ms, what: `${member.name} <- ${other.name} ${kind}` }
+          }
         }
         // The other group's tiles are hidden, our group's shown.
         for (const other of members) {
@@ -299,7 +312,7 @@ describe('breakout rooms in Chromium', { skip: nativeAddonProblem, timeout: 420_
 
       const line =
         `breakouts: breakouts-updated reached the pages ${median(heardSplitMs).toFixed(0)} ms after the split click (max ${Math.max(...heardSplitMs).toFixed(0)}), ` +
-        `${median(heardEndMs).toFixed(0)} ms after the end click (max ${Math.max(...heardEndMs).toFixed(0)}); other group's packets last seen ${median(stopMs).toFixed(0)} ms (median; max ${Math.max(...stopMs).toFixed(0)}) after the split click; ` +
+        `${median(heardEndMs).toFixed(0)} ms after the end click (max ${Math.max(...heardEndMs).toFixed(0)}); other group's packets last seen ${median(stopMs).toFixed(0)} ms (median; max ${Math.max(...stopMs).toFixed(0)}, ${slowestStop?.what}) after the split click; ` +
         `after ending, audio back in ${median(resumeAudioMs).toFixed(0)} ms (max ${Math.max(...resumeAudioMs).toFixed(0)}), ` +
         `video decoding in ${median(resumeVideoMs).toFixed(0)} ms (max ${Math.max(...resumeVideoMs).toFixed(0)}); about 100 ms sampling, 0 offers`
       t.diagnostic(line)

@@ -8,7 +8,15 @@ import type { MediaEvent } from '../../src/media/media-engine.js'
 import { eventually } from '../support/eventually.js'
 import { nativeAddonProblem } from '../support/media-engines.js'
 import { launchBrowser, startServer } from './harness.js'
-import { joinMeetingWith, receivedVideo, sentKbps, sentLayers, setRemoteVideoSize } from './media-probes.js'
+import {
+  joinMeetingWith,
+  receivedVideo,
+  sentKbps,
+  sentLayers,
+  setRemoteVideoSize,
+  startFrameRecorder,
+  stopFrameRecorder,
+} from './media-probes.js'
 
 /** Bytes the page has sent of each video encoding so far, by rid. */
 async function bytesSentByRid(page: Page): Promise<Record<string, number>> {
@@ -86,6 +94,7 @@ describe('dynacast in Chromium', { skip: nativeAddonProblem, timeout: 150_000 },
       const withDynacast = await sentKbps(caster, 3000)
 
       // Small grows its tile: a high layer is needed again, resumes, and reaches Small.
+      await startFrameRecorder(small, 'Caster')
       const grownAt = Date.now()
       await setRemoteVideoSize(small, { width: 1280, height: 720 })
       const grown = await eventually(
@@ -97,6 +106,7 @@ describe('dynacast in Chromium', { skip: nativeAddonProblem, timeout: 150_000 },
         { timeoutMs: 20_000 },
       )
       const resumeMs = Date.now() - grownAt
+      const record = await stopFrameRecorder(small)
       const resumedEvent = events.find(({ at, event }) => at >= grownAt && event.type === 'layers-needed' && event.active.filter(Boolean).length > 1)
       assert.ok(resumedEvent !== undefined, 'the engine said a high layer is needed again')
       const afterResume = await bytesSentByRid(caster)
@@ -107,7 +117,8 @@ describe('dynacast in Chromium', { skip: nativeAddonProblem, timeout: 150_000 },
         `dynacast: uplink ${total(withoutDynacast)} kbit/s with every layer (${JSON.stringify(withoutDynacast)}), ` +
           `${total(withDynacast)} kbit/s with only what a 160x90 subscriber needs (${JSON.stringify(withDynacast)}); ` +
           `grown tile: layers-needed after ${resumedEvent.at - grownAt} ms, ${grown.frameWidth}x${grown.frameHeight} decoded ${resumeMs} ms after the resize; ` +
-          `bytes sent by rid after resuming ${JSON.stringify(afterResume)}; after the resize: ${timeline.join(', ')}`,
+          `bytes sent by rid after resuming ${JSON.stringify(afterResume)}; after the resize: ${timeline.join(', ')}; ` +
+          `longest decode stall meanwhile ${record.longestStallMs.toFixed(0)} ms, widths ${record.widths.join(' -> ')}`,
       )
       assert.ok(total(withDynacast) < total(withoutDynacast), 'pausing encodings saves uplink')
       await Promise.all([caster.close(), small.close()])

@@ -220,6 +220,59 @@ describe('screen share in Chromium', { skip: nativeAddonProblem, timeout: 420_00
       await server.close()
     }
   })
+
+  test('glare: a screen share offered while a server offer is held is refused, rolled back and offered again', { timeout: 180_000 }, async (t) => {
+    const server = await startServer({ jwtSecret: secret })
+    const serverOffers = { serverOffers: '1' }
+    try {
+      const ada = await joinMeeting(browser, server, 'glare', 'Ada', await token('glare', 'ada', 'host'), serverOffers)
+      const bob = await joinMeeting(browser, server, 'glare', 'Bob', await token('glare', 'bob'), serverOffers)
+      // Each receives the other on m-lines the server offered: no recvonly transceivers of their own.
+      await Promise.all([expectMediaFlowing(ada, 'Ada'), expectMediaFlowing(bob, 'Bob')])
+      const adaId = await participantIdOf(ada)
+      assert.ok((await negotiationLog(bob)).some((entry) => entry.step === 'answer-sent'), 'Bob answered a server offer')
+      await recordTracks(ada)
+      await recordTracks(bob)
+      await recordFirstFrames(ada)
+
+      // Cy's tracks need new m-lines at Ada: the server offers them, and Ada holds that offer.
+      await ada.evaluate('globalThis.conclave.meeting.serverOfferHold = new Promise((release) => { globalThis.releaseServerOffers = release })')
+      const cy = await joinMeeting(browser, server, 'glare', 'Cy', await token('glare', 'cy'), serverOffers)
+      await recordTracks(cy)
+      const cyId = await participantIdOf(cy)
+      await eventually('the server offer to reach Ada', async () => (await negotiationLog(ada)).some((entry) => entry.step === 'server-offer'), { timeoutMs: 20_000 })
+
+      // Ada's own offer crosses the held one: the server, impolite, refuses it with glare.
+      await ada.evaluate('globalThis.sharing = globalThis.conclave.meeting.startScreenShare().then(() => "shared", (error) => error.code ?? String(error))')
+      await eventually('glare at Ada', async () => (await negotiationLog(ada)).some((entry) => entry.step === 'glare'), { timeoutMs: 20_000 })
+      const releasedAt = (await ada.evaluate('(() => { const at = Date.now(); globalThis.releaseServerOffers(); return at })()')) as number
+
+      assert.equal(await ada.evaluate('globalThis.sharing'), 'shared')
+      const steps = (await negotiationLog(ada)).map((entry) => entry.step)
+      const glare = steps.indexOf('glare')
+      const rollback = steps.indexOf('rollback')
+      assert.ok(glare >= 0 && rollback > glare, `Ada rolled back her offer after glare: ${steps.join(' ')}`)
+      assert.ok(steps.indexOf('answer-sent', rollback) > rollback, `Ada answered the server offer: ${steps.join(' ')}`)
+      assert.ok(steps.lastIndexOf('offer-sent') > rollback, `Ada offered again: ${steps.join(' ')}`)
+
+      const cyVideo = await eventually(
+        "Cy's video to reach Ada",
+        async () => (await trackLog(ada)).added.find((track) => track.participantId === cyId && track.mid !== undefined && track.source === 'camera'),
+        { timeoutMs: 20_000 },
+      )
+      await expectRising(ada, cyVideo.mid, "Ada to decode Cy's video")
+      const [bobScreen, cyScreen] = await Promise.all([expectScreenDecoded(bob, adaId), expectScreenDecoded(cy, adaId)])
+      const firstFrames = await Promise.all([
+        eventually('Ada to time Cy', async () => (await firstFramesAt(ada))[cyVideo.mid]),
+        eventually('Bob to time the screen', async () => (await trackLog(bob)).firstScreenFrameAt[bobScreen.mid]),
+        eventually('Cy to time the screen', async () => (await trackLog(cy)).firstScreenFrameAt[cyScreen.mid]),
+      ])
+      t.diagnostic(`hold release to first decoded frame: Ada (Cy's camera) ${firstFrames[0] - releasedAt} ms, Bob (screen) ${firstFrames[1] - releasedAt} ms, Cy (screen) ${firstFrames[2] - releasedAt} ms; Ada: ${steps.join(' ')}`)
+      await Promise.all([ada.close(), bob.close(), cy.close()])
+    } finally {
+      await server.close()
+    }
+  })
 })
 
 /** The receive mid that carries `participantId`'s camera on `page`. */
@@ -228,4 +281,29 @@ async function bobCameraMid(page: Page, participantId: string): Promise<string |
     .filter((t) => t.mid !== null && t.receiver.track.kind === 'video')
     .map((t) => ({ mid: t.mid, sub: globalThis.conclave.meeting.subscriptionOn(t.mid) }))
     .find((entry) => entry.sub !== undefined && entry.sub.participantId === ${JSON.stringify(participantId)})?.mid`)) as string | undefined
+}
+
+/** What the page's meeting logged of its offer/answer exchanges. */
+function negotiationLog(page: Page): Promise<{ step: string; at: number }[]> {
+  return page.evaluate('globalThis.conclave.meeting.negotiationLog') as Promise<{ step: string; at: number }[]>
+}
+
+/** Starts recording, in the page, Date.now() when each inbound video mid first decodes a frame. */
+async function recordFirstFrames(page: Page): Promise<void> {
+  await page.evaluate(`(() => {
+    const firstAt = {}
+    globalThis.firstFramesAt = firstAt
+    setInterval(async () => {
+      const report = await globalThis.conclave.meeting.pc.getStats()
+      report.forEach((stat) => {
+        if (stat.type === 'inbound-rtp' && stat.kind === 'video' && stat.mid !== undefined && firstAt[stat.mid] === undefined && (stat.framesDecoded || 0) > 0) {
+          firstAt[stat.mid] = Date.now()
+        }
+      })
+    }, 10)
+  })()`)
+}
+
+function firstFramesAt(page: Page): Promise<Record<string, number>> {
+  return page.evaluate('globalThis.firstFramesAt') as Promise<Record<string, number>>
 }
