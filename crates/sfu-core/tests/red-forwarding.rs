@@ -2,7 +2,7 @@
 //! and the others as plain Opus (the primary block); malformed RED is dropped and counted; Opus
 //! DTX silences are neither loss nor a stall.
 
-use sfu_core::{rtcp, MediaKind, PeerId};
+use sfu_core::{rtcp, rtp, Input, MediaKind, Output, PeerId, TrackId};
 use sfu_testkit::*;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ const FRAME_TICKS: u32 = 960;
 struct Room {
     net: SimNetwork,
     alice: usize,
+    audio: TrackId,
     /// Negotiated RED.
     bob: (usize, u32),
     /// Did not.
@@ -34,6 +35,7 @@ fn room(seed: u64) -> Room {
     Room {
         net,
         alice,
+        audio,
         bob: (bob, bob_ssrc),
         carol: (carol, carol_ssrc),
     }
@@ -202,4 +204,41 @@ fn a_dtx_silence_is_neither_loss_nor_a_stall() {
         .filter(|p| matches!(p, rtcp::RtcpPacket::Nack(_) | rtcp::RtcpPacket::Pli { .. }))
         .count();
     assert_eq!(feedback_to_alice, 0, "no NACK or PLI for a silence");
+}
+
+#[test]
+fn a_plain_rtp_forward_of_a_red_track_gets_the_primary_as_opus() {
+    let mut room = room(6);
+    let recorder = std::net::SocketAddr::from(([127, 0, 0, 1], 7000));
+    let info = room
+        .net
+        .engine
+        .add_rtp_forward(room.audio, recorder, room.net.now)
+        .expect("forward added");
+    assert_eq!((info.codec, info.payload_type), ("opus", OPUS_PT));
+    let payload = red_payload(Some(&opus_frame(1)), &opus_frame(2));
+    let alice = &mut room.net.peers[room.alice];
+    alice.send_rtp(RED_PT, AUDIO_SSRC, 2, 1920, false, &payload);
+    let datagram = alice.take_pending().expect("a datagram");
+    let source = alice.address;
+    room.net.engine.handle_input(Input::Datagram {
+        at: room.net.now,
+        source,
+        data: &datagram,
+    });
+    let mut to_recorder = Vec::new();
+    loop {
+        match room.net.engine.poll_output() {
+            Output::Transmit(t) if t.destination == recorder => to_recorder.push(t.contents),
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(to_recorder.len(), 1);
+    let header = rtp::parse_rtp(&to_recorder[0]).expect("plain RTP");
+    assert_eq!(header.payload_type, OPUS_PT);
+    assert_eq!(
+        to_recorder[0][header.payload_start..header.payload_end],
+        opus_frame(2)
+    );
 }

@@ -168,8 +168,13 @@ export class Meeting extends Emitter<MeetingEvents> {
   serverOfferHold: Promise<void> | undefined
   /** The server's offers, answered one at a time in arrival order; never rejects. */
   #serverOffers: Promise<void> = Promise.resolve()
-  /** From createOffer until our offer is sent: a server offer waits for it, then rolls it back. */
-  #makingOffer: Promise<unknown> | undefined
+  /**
+   * While we make an offer (until it is sent) or apply the answer to it: a server offer waits, then
+   * rolls back an offer of ours that is out.
+   */
+  #localStep: Promise<unknown> | undefined
+  /** While we apply a server offer and make the answer: our next offer waits. */
+  #answering: Promise<unknown> | undefined
   /** What our sending transceivers carry, when not what their kind says (camera, microphone). */
   readonly #sources = new Map<RTCRtpTransceiver, TrackSource>()
   #screen: { transceiver: RTCRtpTransceiver; track: MediaStreamTrack } | undefined
@@ -605,18 +610,14 @@ export class Meeting extends Emitter<MeetingEvents> {
   }
 
   async #negotiateOnce(): Promise<void> {
+    while (this.#answering !== undefined) await this.#answering
     if (this.#closed) return
-    const making = this.pc.createOffer().then(async (offer) => {
-      await this.pc.setLocalDescription(offer)
-      return offer
-    })
-    this.#makingOffer = making.catch(() => undefined)
-    let offer
-    try {
-      offer = await making
-    } finally {
-      this.#makingOffer = undefined
-    }
+    const offer = await this.#step(
+      this.pc.createOffer().then(async (offer) => {
+        await this.pc.setLocalDescription(offer)
+        return offer
+      }),
+    )
     const signaling = this.#signaling
     if (signaling === undefined) return
     if (this.pc.signalingState !== 'have-local-offer') {
@@ -645,7 +646,7 @@ export class Meeting extends Emitter<MeetingEvents> {
       throw error
     }
     if (this.#closed) return
-    await this.pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp })
+    await this.#step(this.pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp }))
     this.#logStep('answer-applied')
     this.#applySubscriptions(answer.subscriptions)
   }
@@ -656,20 +657,41 @@ export class Meeting extends Emitter<MeetingEvents> {
     this.#serverOffers = this.#serverOffers
       .then(async () => {
         await this.serverOfferHold
-        await this.#makingOffer
+        while (this.#localStep !== undefined) await this.#localStep
         const signaling = this.#signaling
         if (this.#closed || signaling === undefined) return
-        if (this.pc.signalingState === 'have-local-offer') {
-          await this.pc.setLocalDescription({ type: 'rollback' })
-          this.#logStep('rollback')
+        const answering = (async () => {
+          if (this.pc.signalingState === 'have-local-offer') {
+            await this.pc.setLocalDescription({ type: 'rollback' })
+            this.#logStep('rollback')
+          }
+          await this.pc.setRemoteDescription({ type: 'offer', sdp })
+          const answer = await this.pc.createAnswer()
+          await this.pc.setLocalDescription(answer)
+          return answer
+        })()
+        this.#answering = answering.catch(() => undefined)
+        let answer
+        try {
+          answer = await answering
+        } finally {
+          this.#answering = undefined
         }
-        await this.pc.setRemoteDescription({ type: 'offer', sdp })
-        const answer = await this.pc.createAnswer()
-        await this.pc.setLocalDescription(answer)
         this.#logStep('answer-sent')
         await signaling.answer(answer.sdp ?? '')
       })
       .catch((error: unknown) => this.#report(error))
+  }
+
+  /** Runs one local step of our own offer/answer exchange, which a server offer must not cut into. */
+  async #step<T>(running: Promise<T>): Promise<T> {
+    const marker = running.catch(() => undefined)
+    this.#localStep = marker
+    try {
+      return await running
+    } finally {
+      if (this.#localStep === marker) this.#localStep = undefined
+    }
   }
 
   #logStep(step: NegotiationStep['step']): void {

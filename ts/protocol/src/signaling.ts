@@ -1,8 +1,9 @@
 // The WebSocket signaling messages (JSON text frames), client to server and back. Formats only.
 //
 // Requests are imperative and carry an `id` that their reply echoes; server events are facts in
-// the past tense and carry no `id`. The engine is always the SDP answerer: clients send `offer`
-// for every change and get an `answer` that also says which receive m-line carries which track.
+// the past tense and carry no `id`. Clients send `offer` for every change and get an `answer` that
+// also says which receive m-line carries which track; a client that joined with `serverOffers`
+// also answers the server's `offer` event (the server adds receive m-lines), see `ServerOfferEvent`.
 
 import * as z from 'zod'
 import { ADAPTIVE_MEDIA_EVENTS } from './adaptive-media.js'

@@ -263,7 +263,7 @@ export class RecordingService implements RecordingControl {
     const live = this.#live.get(id)
     if (live !== undefined) await this.#requestStop(live, 'stopped')
     const tracksLive = this.#tracksLive.get(id)
-    if (tracksLive !== undefined) await this.#stopTracks(tracksLive, 'stopped')
+    if (tracksLive !== undefined) void this.#stopTracks(tracksLive, 'stopped')
     return this.get(id)
   }
 
@@ -342,13 +342,18 @@ export class RecordingService implements RecordingControl {
       settled: undefined,
     }
     this.#tracksLive.set(recordingId, live)
+    await this.#records.put(live.record)
     try {
       await live.recording
-    } catch (error) {
+    } catch (cause) {
       this.#tracksLive.delete(recordingId)
       this.#tracksByRoom.delete(roomId)
-      if (error instanceof AppError) throw error
-      throw new AppError('recorder_unavailable', `the per-track recording could not be started: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+      const error =
+        cause instanceof AppError
+          ? cause
+          : new AppError('recorder_unavailable', `the per-track recording could not be started: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
+      await this.#records.put({ ...live.record, state: 'failed', endedAt: this.#now(), error: { code: error.code, message: error.message } })
+      throw error
     }
     if (live.record.state === 'starting') live.record = { ...live.record, state: 'recording' }
     await this.#records.put(live.record)
@@ -359,10 +364,12 @@ export class RecordingService implements RecordingControl {
 
   /** Finishes the per-track recording's files and index; settles once its record says so. */
   #stopTracks(live: TracksLive, reason: string): Promise<void> {
-    live.settled ??= (async () => {
-      const { recordingId, room } = live.record
-      this.#log.info('stopping recording', { recordingId, roomId: room, reason, mode: 'tracks' })
-      live.record = { ...live.record, state: 'stopping' }
+    if (live.settled !== undefined) return live.settled
+    const { recordingId, room } = live.record
+    this.#log.info('stopping recording', { recordingId, roomId: room, reason, mode: 'tracks' })
+    // Stopping from now on for everyone who asks, while the files are finished.
+    live.record = { ...live.record, state: 'stopping' }
+    live.settled = (async () => {
       await this.#records.put(live.record)
       let failed = false
       try {

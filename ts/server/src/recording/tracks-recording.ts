@@ -3,7 +3,6 @@
 // recorder package's TrackRecording), files go to the configured output as `tracks/<file>`, and
 // stopping writes `recording.json` and thumbnails of the video tracks. Not a process supervisor.
 
-import { randomUUID } from 'node:crypto'
 import { mkdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { RecordingId, RoomId } from '@conclave/protocol'
@@ -193,7 +192,7 @@ export class TracksRecording {
     }
     const { recordingId, output, media, spoolDir, log } = options
     const ffmpeg = options.ffmpegPath ?? process.env.CONCLAVE_FFMPEG ?? 'ffmpeg'
-    const spool = join(spoolDir, `${recordingId}-${randomUUID().slice(0, 8)}`)
+    const spool = join(spoolDir, recordingId)
     await mkdir(spool, { recursive: true })
     const sink = recorder.createRecordingSink(recorderOutputFor(output), recordingId)
     const trackLog = log.child({ recordingId, roomId: options.roomId })

@@ -93,8 +93,13 @@ export class RoomService {
    */
   negotiate(participant: Participant, sdp: string): Promise<Negotiated> {
     return participant.queue.run(async () => {
-      if (this.#serverOffers.isPending(participant)) throw new AppError('glare', 'the server\'s offer is out: roll back, answer it, then offer again')
-      const answer = await this.#applyOffer(participant, sdp)
+      const glare = () => new AppError('glare', "the server's offer is out: roll back, answer it, then offer again")
+      if (this.#serverOffers.isPending(participant)) throw glare()
+      const answer = await this.#applyOffer(participant, sdp).catch((error: unknown) => {
+        // The engine's own word for the same collision (its offer waits, see local_offer.rs).
+        if (hasCode(error, 'invalid_state') && error instanceof Error && error.message.includes('have-local-offer')) throw glare()
+        throw error
+      })
       await this.#fillSlots(participant, false)
       return { sdp: answer, subscriptions: subscriptionsOf(participant) }
     })

@@ -123,6 +123,13 @@ describe('server offers (members that join with serverOffers)', () => {
     assert.equal(ada.events('subscriptions-changed').at(-1)?.subscriptions.length, 4)
   })
 
+  test("an offer the engine refuses because its own offer waits is glare as well", async () => {
+    const ada = await connect('Ada', true)
+    assert.equal(codeOf(await ada.request({ type: 'offer', sdp: PUBLISH })), 'answer')
+    await media.createOffer(1 as PeerId, ['video'])
+    assert.equal(codeOf(await ada.request({ type: 'offer', sdp: SCREEN, sources: { '2': 'screen' } })), 'glare')
+  })
+
   test('an answer with no server offer out is invalid_state', async () => {
     const ada = await connect('Ada', true)
     assert.equal(codeOf(await ada.request({ type: 'offer', sdp: PUBLISH })), 'answer')

@@ -236,18 +236,27 @@ describe('screen share in Chromium', { skip: nativeAddonProblem, timeout: 420_00
       await recordFirstFrames(ada)
 
       // Cy's tracks need new m-lines at Ada: the server offers them, and Ada holds that offer.
-      await ada.evaluate('globalThis.conclave.meeting.serverOfferHold = new Promise((release) => { globalThis.releaseServerOffers = release })')
+      await ada.evaluate('void (globalThis.conclave.meeting.serverOfferHold = new Promise((release) => { globalThis.releaseServerOffers = release }))')
       const cy = await joinMeeting(browser, server, 'glare', 'Cy', await token('glare', 'cy'), serverOffers)
       await recordTracks(cy)
       const cyId = await participantIdOf(cy)
       await eventually('the server offer to reach Ada', async () => (await negotiationLog(ada)).some((entry) => entry.step === 'server-offer'), { timeoutMs: 20_000 })
 
       // Ada's own offer crosses the held one: the server, impolite, refuses it with glare.
-      await ada.evaluate('globalThis.sharing = globalThis.conclave.meeting.startScreenShare().then(() => "shared", (error) => error.code ?? String(error))')
+      await ada.evaluate('void globalThis.conclave.meeting.startScreenShare().then(() => "shared", (error) => error.code ?? String(error)).then((outcome) => { globalThis.sharing = outcome })')
       await eventually('glare at Ada', async () => (await negotiationLog(ada)).some((entry) => entry.step === 'glare'), { timeoutMs: 20_000 })
       const releasedAt = (await ada.evaluate('(() => { const at = Date.now(); globalThis.releaseServerOffers(); return at })()')) as number
 
-      assert.equal(await ada.evaluate('globalThis.sharing'), 'shared')
+      const shared = await eventually(
+        'the screen share to be negotiated',
+        async () => {
+          const outcome = await ada.evaluate('globalThis.sharing')
+          if (outcome === undefined) throw new Error(`Ada: ${(await negotiationLog(ada)).map((entry) => entry.step).join(' ')}`)
+          return outcome
+        },
+        { timeoutMs: 20_000 },
+      )
+      assert.equal(shared, 'shared')
       const steps = (await negotiationLog(ada)).map((entry) => entry.step)
       const glare = steps.indexOf('glare')
       const rollback = steps.indexOf('rollback')
