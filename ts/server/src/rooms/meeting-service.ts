@@ -240,6 +240,7 @@ export class MeetingService {
     }, this.#resumeGraceMs)
     member.graceTimer.unref()
     this.#log.info('participant reconnecting', { roomId: member.record.roomId, participantId, graceMs: this.#resumeGraceMs })
+    this.#rooms.signalingChanged(member.media, false)
     await this.#setConnection(member, 'reconnecting')
   }
 
@@ -275,6 +276,8 @@ export class MeetingService {
     previous.close(CLOSE_CODES.replaced, 'resumed on another connection')
     const snapshot = await this.#snapshotOf(member, room)
     if (member.record.connection === 'reconnecting') await this.#setConnection(member, 'connected')
+    // Held like every event until `release`, so it follows the `resumed` reply.
+    this.#rooms.signalingChanged(member.media, true)
     this.#log.info('participant resumed', { roomId, participantId })
     return { snapshot, subscriptions: subscriptionsOf(member.media) }
   }

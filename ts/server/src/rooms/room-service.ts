@@ -106,6 +106,15 @@ export class RoomService {
   }
 
   /**
+   * A member's signaling dropped (`false`) or resumed (`true`); its peer goes on meanwhile. A server
+   * offer it could not receive waits without a deadline and is sent again when it is back.
+   */
+  signalingChanged(participant: Participant, connected: boolean): void {
+    if (connected) this.#serverOffers.reconnected(participant)
+    else this.#serverOffers.disconnected(participant)
+  }
+
+  /**
    * A member's answer to the server's offer (`serverOffers`): the m-lines it accepted are filled and
    * `subscriptions-changed` tells it with what. Rejects with `invalid_state` when no offer waits.
    */

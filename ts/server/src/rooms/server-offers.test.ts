@@ -25,6 +25,9 @@ const SCREEN = `${PUBLISH}m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=sendonl
 const ACCEPT = 'v=0\r\n'
 
 interface Client {
+  /** The reply that let it in (`joined` or `resumed`). */
+  entered: ServerMessage
+  drop(): Promise<void>
   sent: ServerMessage[]
   closed: { code: number; reason: string }[]
   request(message: Record<string, unknown>): Promise<ServerMessage>
@@ -47,7 +50,7 @@ describe('server offers (members that join with serverOffers)', () => {
 
   beforeEach(() => build(10_000))
 
-  async function connect(name: string, serverOffers: boolean): Promise<Client> {
+  async function connect(name: string, serverOffers: boolean, resume?: Record<string, unknown>): Promise<Client> {
     const sent: ServerMessage[] = []
     const closed: { code: number; reason: string }[] = []
     const principal: Principal = { room: ROOM, identity: name.toLowerCase(), name, role: 'guest', grants: DEFAULT_GRANTS, expiresAt: undefined, anonymous: false }
@@ -59,6 +62,8 @@ describe('server offers (members that join with serverOffers)', () => {
       channel: { send: (text) => sent.push(ServerMessageSchema.parse(JSON.parse(text))), close: (code, reason) => closed.push({ code, reason }) },
     })
     const client: Client = {
+      entered: undefined as never,
+      drop: () => session.handleClose(1006),
       sent,
       closed,
       request: async (message) => {
@@ -70,8 +75,9 @@ describe('server offers (members that join with serverOffers)', () => {
       },
       events: (type) => sent.filter((message) => message.type === type) as never,
     }
-    const reply = await client.request({ type: 'join', protocolVersion: PROTOCOL_VERSION, room: ROOM, serverOffers })
-    assert.equal(reply.type, 'joined')
+    const reply = await client.request(resume ?? { type: 'join', protocolVersion: PROTOCOL_VERSION, room: ROOM, serverOffers })
+    assert.equal(reply.type, resume === undefined ? 'joined' : 'resumed', JSON.stringify(reply))
+    client.entered = reply
     return client
   }
 
@@ -142,6 +148,22 @@ describe('server offers (members that join with serverOffers)', () => {
     await eventually('Ada to be closed', () => ada.closed.length === 1)
     assert.equal(ada.closed[0]?.reason, 'offer_timeout')
     await eventually("Ada's peer to be closed", () => media.calls.some(([name, peer]) => name === 'closePeer' && peer === (1 as PeerId)))
+  })
+
+  test('an offer out when the member drops waits for its resume, is sent again, and answered', async () => {
+    build(300)
+    const { ada } = await adaIsOffered()
+    const joined = ada.entered
+    assert.ok(joined.type === 'joined')
+    await ada.drop()
+    // Longer than the offer's deadline: the member is away, not unresponsive.
+    await new Promise((resolve) => setTimeout(resolve, 600))
+    assert.equal(ada.closed.length, 0)
+    const back = await connect('Ada', true, { type: 'resume', protocolVersion: PROTOCOL_VERSION, room: ROOM, participantId: joined.participantId, resumeId: joined.resumeId })
+    await eventually('the offer sent again after the resume', () => back.events('offer').length === 1)
+    assert.equal(back.events('offer')[0]?.sdp, ada.events('offer')[0]?.sdp)
+    assert.equal(codeOf(await back.request({ type: 'answer', sdp: ACCEPT })), 'done')
+    assert.equal(back.events('subscriptions-changed').at(-1)?.subscriptions.length, 2)
   })
 
   test('a member without serverOffers is never offered', async () => {

@@ -25,8 +25,11 @@ export class ServerOffers {
   readonly #fillSlots: ServerOffersOptions['fillSlots']
   readonly #end: ServerOffersOptions['end']
   readonly #timeoutMs: number
-  /** Members with an offer out, and the timer that ends them if it stays unanswered. */
-  readonly #pending = new Map<Participant, NodeJS.Timeout>()
+  /**
+   * Members with an offer out: the offer (sent again after a reconnect) and the timer that ends them
+   * if it stays unanswered; no timer while the member is away.
+   */
+  readonly #pending = new Map<Participant, { sdp: string; timer: NodeJS.Timeout | undefined }>()
   /** Members with an offer to make: the kinds of the m-lines they lack, as last counted. */
   readonly #wanted = new Map<Participant, readonly MediaKind[]>()
 
@@ -64,10 +67,10 @@ export class ServerOffers {
   /** Applies the member's answer to our offer, then fills the m-lines it accepted. Serialized per member. */
   answer(participant: Participant, sdp: string): Promise<void> {
     return participant.queue.run(async () => {
-      const timer = this.#pending.get(participant)
+      const pending = this.#pending.get(participant)
       const peerId = participant.peerId
-      if (timer === undefined || peerId === undefined) throw new AppError('invalid_state', 'no server offer waits for an answer')
-      clearTimeout(timer)
+      if (pending === undefined || peerId === undefined) throw new AppError('invalid_state', 'no server offer waits for an answer')
+      clearTimeout(pending.timer)
       this.#pending.delete(participant)
       // The engine settles its offer even when it refuses the answer.
       await this.#media.applyAnswer(peerId, sdp)
@@ -78,9 +81,40 @@ export class ServerOffers {
 
   /** The member left: its offer is no longer waited for. */
   forget(participant: Participant): void {
-    clearTimeout(this.#pending.get(participant))
+    clearTimeout(this.#pending.get(participant)?.timer)
     this.#pending.delete(participant)
     this.#wanted.delete(participant)
+  }
+
+  /**
+   * The member's signaling dropped (it may resume): an offer it cannot receive must not time it out.
+   * The engine cannot withdraw its offer, so the same offer is sent again on `reconnected`.
+   */
+  disconnected(participant: Participant): void {
+    const pending = this.#pending.get(participant)
+    if (pending === undefined) return
+    clearTimeout(pending.timer)
+    pending.timer = undefined
+  }
+
+  /** The member resumed: the offer it may have missed is sent again, with a fresh deadline. */
+  reconnected(participant: Participant): void {
+    const pending = this.#pending.get(participant)
+    if (pending === undefined) return
+    clearTimeout(pending.timer)
+    pending.timer = this.#deadline(participant)
+    participant.sink?.send({ type: 'offer', sdp: pending.sdp })
+  }
+
+  #deadline(participant: Participant): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      if (this.#pending.get(participant)?.timer !== timer) return
+      this.#pending.delete(participant)
+      this.#log.warn('a server offer went unanswered; ending the participation', { participantId: participant.id, timeoutMs: this.#timeoutMs })
+      this.#end(participant, 'offer_timeout')
+    }, this.#timeoutMs)
+    timer.unref()
+    return timer
   }
 
   async #offer(participant: Participant): Promise<void> {
@@ -91,14 +125,7 @@ export class ServerOffers {
     if (this.#pending.has(participant)) return
     const sdp = await this.#media.createOffer(peerId, kinds)
     if (participant.state !== 'active') return
-    const timer = setTimeout(() => {
-      if (this.#pending.get(participant) !== timer) return
-      this.#pending.delete(participant)
-      this.#log.warn('a server offer went unanswered; ending the participation', { participantId: participant.id, timeoutMs: this.#timeoutMs })
-      this.#end(participant, 'offer_timeout')
-    }, this.#timeoutMs)
-    timer.unref()
-    this.#pending.set(participant, timer)
+    this.#pending.set(participant, { sdp, timer: this.#deadline(participant) })
     this.#log.debug('server offer sent', { participantId: participant.id, kinds })
     participant.sink?.send({ type: 'offer', sdp })
   }
