@@ -7,7 +7,8 @@
 # then for each scenario and each target: starts the server pinned to one core (taskset), runs
 # the load generator pinned to the other, stops the server. Writes bench/results/ (JSON, CSV,
 # per-client CSV, PNG plots when matplotlib is there) and the load sections of bench/RESULTS.md.
-# Everything stays on 127.0.0.1. quick < 10 minutes; full is longer (1->500, audio-500).
+# Everything stays on 127.0.0.1. quick < 10 minutes; full is longer (1->500, audio-500, and
+# bench/bwe/browser.mjs: Chromium's bandwidth estimate against ours over capped links).
 #
 # Env: BENCH_TARGETS ("conclave janus"), BENCH_SERVER_CORE (0), BENCH_LOADGEN_CORE (1),
 # BENCH_CONCLAVE_MAIN (ts/server/dist/src/main.js: the Conclave entry point to run),
@@ -167,4 +168,9 @@ info = {
 json.dump(info, open(sys.argv[1], "w"), indent=2)
 PY
 python3 "$root/bench/report.py" "$results" "$root/bench/RESULTS.md" "${scenarios[@]}"
+if [ "$profile" = full ]; then
+  # Real Chromium against our estimator over capped links (its own RESULTS.md section, ~2 minutes).
+  log "bandwidth estimation against Chromium's own (bench/bwe/browser.mjs)"
+  node "$root/bench/bwe/browser.mjs" >/dev/null || log "bench/bwe/browser.mjs failed"
+fi
 log "done in $(( $(date +%s) - started_at )) s; see bench/RESULTS.md"

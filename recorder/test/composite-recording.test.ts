@@ -5,58 +5,36 @@ import assert from 'node:assert/strict'
 import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import type { ConclaveServer } from '@conclave/server'
-import type { Browser } from 'puppeteer-core'
+import { test } from 'node:test'
 import { AzureBlobSink } from '../src/storage/azure-blob-sink.js'
 import type { RecordingIndex } from '../src/recording-index.js'
 import { sha256OfBytes } from '../src/recording-index.js'
 import {
-  type Azurite,
   decodeAll,
   frameLumaVariance,
-  freePort,
   joinAsPublisher,
-  launchPublisherBrowser,
   mediaDuration,
   meanVolume,
   processTreeUsage,
   recorderToken,
-  killRecorders,
   spawnRecorder,
-  startAzurite,
-  startConclave,
+  setUpTestbed,
 } from './harness.js'
 
-let server: ConclaveServer
-let browser: Browser
-let azurite: Azurite
-
-before(async () => {
-  server = await startConclave()
-  browser = await launchPublisherBrowser()
-  azurite = await startAzurite(await freePort())
-})
-
-after(async () => {
-  await killRecorders()
-  await browser?.close()
-  await server?.close()
-  await azurite?.stop()
-})
+const testbed = setUpTestbed({ storage: true })
 
 test('a 20 s composite recording lands in blob storage as MP4, HLS, thumbnails and an index', { timeout: 300_000 }, async () => {
   const room = 'composite-room'
-  const ada = await joinAsPublisher(browser, server, room, 'Ada')
-  const bob = await joinAsPublisher(browser, server, room, 'Bob')
+  const ada = await joinAsPublisher(testbed.browser, testbed.server, room, 'Ada')
+  const bob = await joinAsPublisher(testbed.browser, testbed.server, room, 'Bob')
   const spoolDir = await mkdtemp(join(tmpdir(), 'recorder-spool-'))
   const recorder = spawnRecorder({
     mode: 'composite',
     recordingId: 'rec-composite',
     room,
-    serverUrl: server.url,
-    token: await recorderToken(server, room),
-    output: { kind: 'azure', connectionString: azurite.connectionString, container: 'recordings', prefix: 'tests' },
+    serverUrl: testbed.server.url,
+    token: await recorderToken(testbed.server, room),
+    output: { kind: 'azure', connectionString: testbed.azurite.connectionString, container: 'recordings', prefix: 'tests' },
     spoolDir,
   })
   const started = await recorder.next('started')
@@ -97,7 +75,7 @@ test('a 20 s composite recording lands in blob storage as MP4, HLS, thumbnails a
   console.log(`recorder usage: ${cpuPerMinute.toFixed(1)} CPU s per minute recorded, peak memory ${(peakMemoryBytes / 2 ** 20).toFixed(0)} MiB (sum of PSS)`)
   assert.ok(recorder.lines.some((line) => line.type === 'progress'), 'progress lines while recording')
 
-  const sink = new AzureBlobSink({ connectionString: azurite.connectionString, container: 'recordings', prefix: 'tests/rec-composite' })
+  const sink = new AzureBlobSink({ connectionString: testbed.azurite.connectionString, container: 'recordings', prefix: 'tests/rec-composite' })
   const index = JSON.parse(Buffer.from((await sink.read('recording.json')) ?? []).toString()) as RecordingIndex
   assert.deepEqual(index, finalized.index)
   assert.equal(index.status, 'finalized')

@@ -6,6 +6,7 @@ import { mkdtemp, readFile, readdir } from 'node:fs/promises'
 import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { after, before } from 'node:test'
 import { promisify } from 'node:util'
 import { type ConclaveServer, createLogger, createServer } from '@conclave/server'
 import puppeteer, { type Browser, type Page } from 'puppeteer-core'
@@ -233,6 +234,40 @@ const running = new Set<ChildProcess>()
 export async function killRecorders(): Promise<void> {
   for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   running.clear()
+}
+
+/** What the recorder's end-to-end tests run against; read its fields in tests, once `before` ran. */
+export interface Testbed {
+  readonly server: ConclaveServer
+  /** Chromium for the publishers (`joinAsPublisher`). */
+  readonly browser: Browser
+}
+
+export interface TestbedWithStorage extends Testbed {
+  readonly azurite: Azurite
+}
+
+/**
+ * Registers the calling test file's `before` and `after` hooks: a Conclave server, a publishers'
+ * Chromium and, with `storage`, Azurite on a free port; `after` stops them and kills any recorder
+ * a failed test left running.
+ */
+export function setUpTestbed(options: { storage: true }): TestbedWithStorage
+export function setUpTestbed(options: { storage: false }): Testbed
+export function setUpTestbed({ storage }: { storage: boolean }): Testbed | TestbedWithStorage {
+  const testbed = {} as { server: ConclaveServer; browser: Browser; azurite?: Azurite }
+  before(async () => {
+    testbed.server = await startConclave()
+    testbed.browser = await launchPublisherBrowser()
+    if (storage) testbed.azurite = await startAzurite(await freePort())
+  })
+  after(async () => {
+    await killRecorders()
+    await testbed.browser?.close()
+    await testbed.server?.close()
+    await testbed.azurite?.stop()
+  })
+  return testbed
 }
 
 export function spawnRecorder(config: Record<string, unknown>, env: Record<string, string> = {}): RecorderProcess {

@@ -5,43 +5,21 @@ import assert from 'node:assert/strict'
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import type { ConclaveServer } from '@conclave/server'
-import type { Browser } from 'puppeteer-core'
+import { test } from 'node:test'
 import type { RecordingIndex } from '../src/recording-index.js'
 import { sha256OfBytes } from '../src/recording-index.js'
 import { AzureBlobSink } from '../src/storage/azure-blob-sink.js'
 import {
-  type Azurite,
   decodeAll,
   eventually,
-  freePort,
   joinAsPublisher,
-  killRecorders,
-  launchPublisherBrowser,
   mediaDuration,
   recorderToken,
   spawnRecorder,
-  startAzurite,
-  startConclave,
+  setUpTestbed,
 } from './harness.js'
 
-let server: ConclaveServer
-let browser: Browser
-let azurite: Azurite
-
-before(async () => {
-  server = await startConclave()
-  browser = await launchPublisherBrowser()
-  azurite = await startAzurite(await freePort())
-})
-
-after(async () => {
-  await killRecorders()
-  await browser?.close()
-  await server?.close()
-  await azurite?.stop()
-})
+const testbed = setUpTestbed({ storage: true })
 
 /** The pid of the recorder's direct child whose command line starts with `program`. */
 async function childOf(parent: number, program: string): Promise<number> {
@@ -59,21 +37,21 @@ for (const [program, code] of [
 ] as const) {
   test(`${program} killed while recording: the recording is committed, marked partial, and ${code} reported`, { timeout: 300_000 }, async () => {
     const room = `crash-${program}`
-    const ada = await joinAsPublisher(browser, server, room, 'Ada')
+    const ada = await joinAsPublisher(testbed.browser, testbed.server, room, 'Ada')
     const recordingId = `rec-${program}-killed`
     const recorder = spawnRecorder({
       mode: 'composite',
       recordingId,
       room,
-      serverUrl: server.url,
-      token: await recorderToken(server, room),
-      output: { kind: 'azure', connectionString: azurite.connectionString, container: 'recordings' },
+      serverUrl: testbed.server.url,
+      token: await recorderToken(testbed.server, room),
+      output: { kind: 'azure', connectionString: testbed.azurite.connectionString, container: 'recordings' },
       spoolDir: await mkdtemp(join(tmpdir(), 'recorder-spool-')),
       width: 640,
       height: 360,
     })
     await recorder.next('started')
-    const sink = new AzureBlobSink({ connectionString: azurite.connectionString, container: 'recordings', prefix: recordingId })
+    const sink = new AzureBlobSink({ connectionString: testbed.azurite.connectionString, container: 'recordings', prefix: recordingId })
     await eventually('a few seconds of MP4 in storage', async () => {
       const mp4 = (await sink.list()).find((object) => object.name === 'recording.mp4')
       assert.ok(mp4 !== undefined && mp4.size > 100_000, `stored ${mp4?.size ?? 0} bytes`)

@@ -5,53 +5,31 @@ import assert from 'node:assert/strict'
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import type { ConclaveServer } from '@conclave/server'
-import type { Browser } from 'puppeteer-core'
+import { test } from 'node:test'
 import { finalizePartial } from '../src/finalize-partial.js'
 import type { RecordingIndex } from '../src/recording-index.js'
 import { sha256OfBytes } from '../src/recording-index.js'
 import { AzureBlobSink } from '../src/storage/azure-blob-sink.js'
 import {
-  type Azurite,
   decodeAll,
   eventually,
-  freePort,
   joinAsPublisher,
-  launchPublisherBrowser,
   mediaDuration,
   recorderToken,
-  killRecorders,
   spawnRecorder,
-  startAzurite,
-  startConclave,
+  setUpTestbed,
 } from './harness.js'
 
-let server: ConclaveServer
-let browser: Browser
-let azurite: Azurite
-
-before(async () => {
-  server = await startConclave()
-  browser = await launchPublisherBrowser()
-  azurite = await startAzurite(await freePort())
-})
-
-after(async () => {
-  await killRecorders()
-  await browser?.close()
-  await server?.close()
-  await azurite?.stop()
-})
+const testbed = setUpTestbed({ storage: true })
 
 function config(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     mode: 'composite',
     recordingId: 'rec-failure',
     room: 'failure-room',
-    serverUrl: server.url,
+    serverUrl: testbed.server.url,
     token: '',
-    output: { kind: 'azure', connectionString: azurite.connectionString, container: 'recordings' },
+    output: { kind: 'azure', connectionString: testbed.azurite.connectionString, container: 'recordings' },
     width: 640,
     height: 360,
     ...overrides,
@@ -76,13 +54,13 @@ test('an unknown mode is refused with unsupported_mode', async () => {
 
 test('a recorder killed mid-way leaves a playable MP4 and an index marked partial', { timeout: 300_000 }, async () => {
   const room = 'crash-room'
-  const ada = await joinAsPublisher(browser, server, room, 'Ada')
+  const ada = await joinAsPublisher(testbed.browser, testbed.server, room, 'Ada')
   const spoolDir = await mkdtemp(join(tmpdir(), 'recorder-spool-'))
   const recorder = spawnRecorder(
-    config({ recordingId: 'rec-crash', room, token: await recorderToken(server, room), spoolDir }),
+    config({ recordingId: 'rec-crash', room, token: await recorderToken(testbed.server, room), spoolDir }),
   )
   await recorder.next('started')
-  const sink = new AzureBlobSink({ connectionString: azurite.connectionString, container: 'recordings', prefix: 'rec-crash' })
+  const sink = new AzureBlobSink({ connectionString: testbed.azurite.connectionString, container: 'recordings', prefix: 'rec-crash' })
   // Killed once storage holds a few seconds of committed MP4.
   await eventually('a few seconds of MP4 in storage', async () => {
     const mp4 = (await sink.list()).find((object) => object.name === 'recording.mp4')

@@ -5,9 +5,7 @@ import assert from 'node:assert/strict'
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import type { ConclaveServer } from '@conclave/server'
-import type { Browser } from 'puppeteer-core'
+import { after, test } from 'node:test'
 import type { RecordingIndex } from '../src/recording-index.js'
 import { sha256OfBytes } from '../src/recording-index.js'
 import { AzureBlobSink } from '../src/storage/azure-blob-sink.js'
@@ -19,28 +17,18 @@ import {
   frameLumaVariance,
   freePort,
   joinAsPublisher,
-  launchPublisherBrowser,
   mediaDuration,
   recorderToken,
-  killRecorders,
   spawnRecorder,
   startAzurite,
-  startConclave,
+  setUpTestbed,
 } from './harness.js'
 
-let server: ConclaveServer
-let browser: Browser
+const testbed = setUpTestbed({ storage: false })
+// Started by the test itself, after the recorder: storage is down at first.
 let azurite: Azurite | undefined
 
-before(async () => {
-  server = await startConclave()
-  browser = await launchPublisherBrowser()
-})
-
 after(async () => {
-  await killRecorders()
-  await browser?.close()
-  await server?.close()
   await azurite?.stop()
 })
 
@@ -51,8 +39,8 @@ test('storage unreachable at first loses nothing once it comes back; a recorder 
     mode: 'composite',
     recordingId: 'rec-outage',
     room,
-    serverUrl: server.url,
-    token: await recorderToken(server, room),
+    serverUrl: testbed.server.url,
+    token: await recorderToken(testbed.server, room),
     output: { kind: 'azure', connectionString: azuriteConnectionString(port), container: 'recordings' },
     spoolDir: await mkdtemp(join(tmpdir(), 'recorder-spool-')),
     width: 640,
@@ -60,7 +48,7 @@ test('storage unreachable at first loses nothing once it comes back; a recorder 
   })
   await recorder.next('started')
   // The recorder was first in the room; Ada comes after it.
-  const ada = await joinAsPublisher(browser, server, room, 'Ada')
+  const ada = await joinAsPublisher(testbed.browser, testbed.server, room, 'Ada')
   // Storage is down: the recorder says so in its progress and keeps recording.
   await eventually('a progress line counting storage failures', async () => {
     assert.ok(recorder.lines.some((line) => line.type === 'progress' && Number(line.storageFailures) > 0), JSON.stringify(recorder.lines))

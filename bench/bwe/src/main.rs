@@ -300,9 +300,9 @@ fn section(runs: &[(&Profile, Summary)]) -> String {
     out.push_str(
         "\nUnder 15% random loss the estimator is meant to back off (over 10% loss its loss-based\n\
          cap cuts the rate), so `never` there is the intended behaviour, not a regression.\n\n\
-         Comparison with the browser's own estimate: not measured here. The Chromium impairment\n\
-         test (`ts/server/test/browser/impairment.test.ts`) runs a real browser through the\n\
-         impairment proxy and compares its behaviour with ours only qualitatively.\n\n",
+         Comparison with the browser's own estimate: see \"Bandwidth estimation against the\n\
+         browser's own\" below (`node bench/bwe/browser.mjs`: real Chromium over the same capped\n\
+         link through the impairment proxy, in real time).\n\n",
     );
     out.push_str(END);
     out.push('\n');

@@ -4,48 +4,10 @@
 mod common;
 
 use common::{stopwatch, Room};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use sfu_testkit::alloc_counter::{counted, Allocations, CountingAllocator};
 
 const SUBSCRIBERS: usize = 10;
 const PACKETS_IN: usize = 10_000;
-
-struct CountingAllocator;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static BYTES: AtomicU64 = AtomicU64::new(0);
-
-impl CountingAllocator {
-    fn count(size: usize) {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            BYTES.fetch_add(size as u64, Ordering::Relaxed);
-        }
-    }
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Self::count(layout.size());
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        Self::count(layout.size());
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        Self::count(new_size);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -57,15 +19,15 @@ fn main() {
     room.refresh_consent();
     let datagrams = room.publisher_datagrams(PACKETS_IN);
     let before = room.net.engine.stats();
-    COUNTING.store(true, Ordering::SeqCst);
     let start = stopwatch();
-    let sent = room.pump(&datagrams);
+    let (sent, allocations) = counted(|| room.pump(&datagrams));
     let elapsed = start.elapsed();
-    COUNTING.store(false, Ordering::SeqCst);
     let after = room.net.engine.stats();
     let forwarded = after.packets_forwarded - before.packets_forwarded;
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
-    let bytes = BYTES.load(Ordering::SeqCst);
+    let Allocations {
+        count: allocations,
+        bytes,
+    } = allocations;
     println!(
         "{} packets in, {SUBSCRIBERS} subscribers: {forwarded} RTP packets forwarded ({sent} datagrams sent), \
          {allocations} allocations ({bytes} bytes)",

@@ -98,14 +98,7 @@ fn count(room: &Room, who: (usize, PeerId), kind: u8) -> usize {
 }
 
 fn plis_to_alice(room: &Room) -> usize {
-    room.net.peers[room.alice.0]
-        .received_rtcp
-        .iter()
-        .flat_map(|c| rtcp::packets(c).filter_map(Result::ok).collect::<Vec<_>>())
-        .filter(
-            |p| matches!(p, rtcp::RtcpPacket::Pli { media_ssrc, .. } if *media_ssrc == VIDEO_SSRC),
-        )
-        .count()
+    room.net.peers[room.alice.0].plis_received(VIDEO_SSRC)
 }
 
 #[test]

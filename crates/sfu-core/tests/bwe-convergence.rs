@@ -4,53 +4,13 @@
 //!
 //! Run with `--nocapture` to see convergence times and queuing delays per phase.
 
+use sfu_testkit::alloc_counter::{counted, CountingAllocator};
 use sfu_testkit::congestion::{CongestionLoop, TICK};
 use sfu_testkit::link::{LinkConfig, SimLink};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
-
-/// Counts allocations made by the current thread while it is counting.
-struct CountingAllocator;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-    }
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
-
-/// Runs `f` counting the allocations it makes on this thread.
-fn counted<T>(count: bool, f: impl FnOnce() -> T) -> T {
-    COUNTING.with(|c| c.set(count));
-    let out = f();
-    COUNTING.with(|c| c.set(false));
-    out
-}
 
 #[allow(clippy::disallowed_methods)]
 fn epoch() -> Instant {
@@ -143,10 +103,11 @@ fn run(scenario: &Scenario) -> Trace {
         let count = scenario
             .count_allocations_after_s
             .is_some_and(|after| now >= t0 + secs(after));
-        let before = ALLOCATIONS.with(Cell::get);
-        counted(count, || congestion.step(now));
         if count {
-            trace.allocations += ALLOCATIONS.with(Cell::get) - before;
+            let ((), allocations) = counted(|| congestion.step(now));
+            trace.allocations += allocations.count;
+        } else {
+            congestion.step(now);
         }
         if now >= next_sample {
             trace.samples.push(Sample {

@@ -103,14 +103,7 @@ fn subscribing_asks_the_publisher_for_a_keyframe() {
         .subscribe(bob_peer, room.video, room.net.now)
         .unwrap();
     room.net.run();
-    let plis = room.net.peers[alice]
-        .received_rtcp
-        .iter()
-        .flat_map(|c| rtcp::packets(c).filter_map(Result::ok).collect::<Vec<_>>())
-        .filter(
-            |p| matches!(p, rtcp::RtcpPacket::Pli { media_ssrc, .. } if *media_ssrc == VIDEO_SSRC),
-        )
-        .count();
+    let plis = room.net.peers[alice].plis_received(VIDEO_SSRC);
     assert_eq!(plis, 1);
     assert!(room
         .net
@@ -312,14 +305,7 @@ fn a_slot_freed_by_unsubscribe_carries_the_next_track() {
 
 fn plis_received(room: &Room) -> usize {
     let (alice, _) = room.publisher;
-    room.net.peers[alice]
-        .received_rtcp
-        .iter()
-        .flat_map(|c| rtcp::packets(c).filter_map(Result::ok).collect::<Vec<_>>())
-        .filter(
-            |p| matches!(p, rtcp::RtcpPacket::Pli { media_ssrc, .. } if *media_ssrc == VIDEO_SSRC),
-        )
-        .count()
+    room.net.peers[alice].plis_received(VIDEO_SSRC)
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! server credentials; the path moves to the address a check with them nominates, the old
 //! credentials and address are refused afterwards, and DTLS/SRTP carry on without a new handshake.
 
-use sfu_core::{rtcp, Event, MediaKind, PeerId};
+use sfu_core::{Event, MediaKind, PeerId};
 use sfu_testkit::*;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -54,14 +54,7 @@ fn received_by_bob(room: &Room) -> usize {
 }
 
 fn plis_received(room: &Room) -> usize {
-    room.net.peers[room.alice.0]
-        .received_rtcp
-        .iter()
-        .flat_map(|c| rtcp::packets(c).filter_map(Result::ok).collect::<Vec<_>>())
-        .filter(
-            |p| matches!(p, rtcp::RtcpPacket::Pli { media_ssrc, .. } if *media_ssrc == VIDEO_SSRC),
-        )
-        .count()
+    room.net.peers[room.alice.0].plis_received(VIDEO_SSRC)
 }
 
 fn server_credentials(peer: &SimPeer) -> (String, String) {

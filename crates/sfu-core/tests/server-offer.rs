@@ -1,7 +1,7 @@
 //! The engine offers a negotiated peer new m-lines to send on (a subscriber needs a receive
 //! m-line for a new track) and applies the peer's answer; the peer's own offers wait meanwhile.
 
-use sfu_core::{sdp, Event, MediaKind, PeerId, TrackId};
+use sfu_core::{sdp, Event, MediaKind, PeerId, SfuError, Subscription, TrackId};
 use sfu_testkit::*;
 
 struct Room {
@@ -11,6 +11,22 @@ struct Room {
     ada_video: TrackId,
     /// Cy's camera: bob has no video m-line left for it.
     cy_video: TrackId,
+}
+
+impl Room {
+    /// The engine's offer to bob of one more video m-line.
+    fn offer_bob_video(&mut self) -> String {
+        self.net
+            .engine
+            .create_offer(self.bob.1, &[MediaKind::Video])
+            .unwrap()
+    }
+
+    fn subscribe_bob_to_cy(&mut self) -> Result<Subscription, SfuError> {
+        self.net
+            .engine
+            .subscribe(self.bob.1, self.cy_video, self.net.now)
+    }
 }
 
 const CY_VIDEO_SSRC: u32 = 0x5555_0001;
@@ -104,20 +120,9 @@ fn bob_reoffer(peer: &SimPeer) -> String {
 fn a_new_m_line_offered_and_answered_becomes_a_slot_a_track_is_forwarded_on() {
     let mut r = room(21);
     let (bob, bob_peer) = r.bob;
-    assert_eq!(
-        r.net
-            .engine
-            .subscribe(bob_peer, r.cy_video, r.net.now)
-            .unwrap_err()
-            .code(),
-        "no_free_slot"
-    );
+    assert_eq!(r.subscribe_bob_to_cy().unwrap_err().code(), "no_free_slot");
 
-    let offer = r
-        .net
-        .engine
-        .create_offer(bob_peer, &[MediaKind::Video])
-        .unwrap();
+    let offer = r.offer_bob_video();
 
     let parsed = sdp::parse(&offer).expect("the offer parses");
     let mids: Vec<_> = parsed
@@ -157,11 +162,7 @@ fn a_new_m_line_offered_and_answered_becomes_a_slot_a_track_is_forwarded_on() {
     r.net.engine.apply_answer(bob_peer, &answer).unwrap();
     assert!(!r.net.engine.has_local_offer(bob_peer));
 
-    let subscription = r
-        .net
-        .engine
-        .subscribe(bob_peer, r.cy_video, r.net.now)
-        .unwrap();
+    let subscription = r.subscribe_bob_to_cy().unwrap();
     assert_eq!(subscription.mid, "s0");
     assert_eq!(
         Some(subscription.ssrc),
@@ -193,11 +194,7 @@ fn a_new_m_line_offered_and_answered_becomes_a_slot_a_track_is_forwarded_on() {
 fn the_peers_own_offer_is_refused_while_ours_waits_and_accepted_after() {
     let mut r = room(22);
     let (bob, bob_peer) = r.bob;
-    let offer = r
-        .net
-        .engine
-        .create_offer(bob_peer, &[MediaKind::Video])
-        .unwrap();
+    let offer = r.offer_bob_video();
 
     let colliding = r.net.peers[bob].subscriber_offer(1, 1);
     let err = r
@@ -218,10 +215,7 @@ fn the_peers_own_offer_is_refused_while_ours_waits_and_accepted_after() {
 
     let answer = answer_to(&r.net.peers[bob], &offer, &[]);
     r.net.engine.apply_answer(bob_peer, &answer).unwrap();
-    r.net
-        .engine
-        .subscribe(bob_peer, r.cy_video, r.net.now)
-        .unwrap();
+    r.subscribe_bob_to_cy().unwrap();
     // Bob's retried offer carries s0 as one of his own receive m-lines now.
     let reoffer = bob_reoffer(&r.net.peers[bob]);
     let reanswer = r
@@ -249,26 +243,11 @@ fn the_peers_own_offer_is_refused_while_ours_waits_and_accepted_after() {
 fn a_new_m_line_the_answer_rejects_carries_nothing() {
     let mut r = room(23);
     let (bob, bob_peer) = r.bob;
-    let offer = r
-        .net
-        .engine
-        .create_offer(bob_peer, &[MediaKind::Video])
-        .unwrap();
+    let offer = r.offer_bob_video();
     let answer = answer_to(&r.net.peers[bob], &offer, &["s0"]);
     r.net.engine.apply_answer(bob_peer, &answer).unwrap();
-    assert_eq!(
-        r.net
-            .engine
-            .subscribe(bob_peer, r.cy_video, r.net.now)
-            .unwrap_err()
-            .code(),
-        "no_free_slot"
-    );
-    let next = r
-        .net
-        .engine
-        .create_offer(bob_peer, &[MediaKind::Video])
-        .unwrap();
+    assert_eq!(r.subscribe_bob_to_cy().unwrap_err().code(), "no_free_slot");
+    let next = r.offer_bob_video();
     let next = sdp::parse(&next).unwrap();
     let mids: Vec<_> = next
         .media
@@ -311,11 +290,7 @@ fn offers_and_answers_out_of_turn_are_refused() {
         "peer_not_found"
     );
 
-    let offer = r
-        .net
-        .engine
-        .create_offer(bob_peer, &[MediaKind::Video])
-        .unwrap();
+    let offer = r.offer_bob_video();
     let short = answer_to(
         &r.net.peers[bob],
         &r.net.peers[bob].subscriber_offer(1, 1),
@@ -343,10 +318,7 @@ fn offers_and_answers_out_of_turn_are_refused() {
         "invalid_state"
     );
     for garbage in ["", "garbage", "\u{0}\u{1}"] {
-        r.net
-            .engine
-            .create_offer(bob_peer, &[MediaKind::Video])
-            .unwrap();
+        r.offer_bob_video();
         assert!(r.net.engine.apply_answer(bob_peer, garbage).is_err());
     }
 }

@@ -1,35 +1,9 @@
 //! The forwarding path allocates nothing per packet once warm: counted by a global allocator.
 
 use sfu_core::MediaKind;
+use sfu_testkit::alloc_counter::CountingAllocator;
+use sfu_testkit::packet_path::{assert_forwards_without_allocating, vp8_datagrams};
 use sfu_testkit::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-struct CountingAllocator;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -47,61 +21,6 @@ fn forwarding_to_ten_subscribers_allocates_nothing_per_packet() {
     }
     net.run();
 
-    // Pre-encrypt the publisher's packets: the sender's own work is not the engine's.
-    let datagrams: Vec<Vec<u8>> = (0..2000u16)
-        .map(|seq| {
-            net.peers[alice].send_rtp(
-                VP8_PT,
-                VIDEO_SSRC,
-                seq,
-                seq as u32 * 3000,
-                true,
-                &vp8_payload(seq % 500 == 0, 7, 1100),
-            );
-            net.peers[alice].take_pending().unwrap()
-        })
-        .collect();
-    let source = net.peers[alice].address;
-    let mut now = net.now;
-    // Warm-up fills the buffer pool, the packet cache and the queues.
-    pump(&mut net.engine, &datagrams[..1000], source, &mut now);
-    COUNTING.store(true, Ordering::SeqCst);
-    let measured = pump(&mut net.engine, &datagrams[1000..], source, &mut now);
-    COUNTING.store(false, Ordering::SeqCst);
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
-    println!("forwarded {measured} packets with {allocations} allocations");
-    assert!(measured >= 10_000, "forwarded {measured}");
-    assert_eq!(
-        allocations, 0,
-        "allocations per forwarded packet must be zero"
-    );
-}
-
-/// Feeds `datagrams` from `source`, 1 ms apart, sending nothing anywhere; returns datagrams sent.
-fn pump(
-    engine: &mut sfu_core::Engine,
-    datagrams: &[Vec<u8>],
-    source: std::net::SocketAddr,
-    now: &mut std::time::Instant,
-) -> usize {
-    let mut sent = 0;
-    for datagram in datagrams {
-        *now += std::time::Duration::from_millis(1);
-        engine.handle_input(sfu_core::Input::Datagram {
-            at: *now,
-            source,
-            data: datagram,
-        });
-        loop {
-            match engine.poll_output() {
-                sfu_core::Output::Transmit(transmit) => {
-                    sent += 1;
-                    engine.recycle(transmit.contents);
-                }
-                sfu_core::Output::Event(_) => {}
-                sfu_core::Output::Timeout(_) => break,
-            }
-        }
-    }
-    sent
+    let datagrams = vp8_datagrams(&mut net.peers[alice], 2000);
+    assert_forwards_without_allocating(&mut net, alice, &datagrams, 10_000);
 }

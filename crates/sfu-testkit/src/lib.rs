@@ -2,8 +2,10 @@
 //! to an `Engine` over a simulated network with simulated time, so whole sessions run in
 //! milliseconds without sockets or sleeps.
 
+pub mod alloc_counter;
 pub mod congestion;
 pub mod link;
+pub mod packet_path;
 
 use hmac::{Hmac, Mac};
 use sfu_core::dtls::{DtlsIdentity, DtlsOutcome, DtlsRole, DtlsTransport};
@@ -288,6 +290,17 @@ impl SimPeer {
             .expect("connected before sending media");
         outbound.protect_rtp(&mut packet).expect("protect");
         self.outbox.push_back(packet);
+    }
+
+    /// PLIs (keyframe requests) received so far for `media_ssrc`.
+    pub fn plis_received(&self, media_ssrc: u32) -> usize {
+        self.received_rtcp
+            .iter()
+            .flat_map(|compound| sfu_core::rtcp::packets(compound).filter_map(Result::ok))
+            .filter(|packet| {
+                matches!(packet, sfu_core::rtcp::RtcpPacket::Pli { media_ssrc: ssrc, .. } if *ssrc == media_ssrc)
+            })
+            .count()
     }
 
     /// Queues an RTCP compound packet (plain; protected here).

@@ -1,15 +1,13 @@
 //! Bench fixture: one engine with a connected publisher and N subscribers to its video track, on
 //! sfu-testkit's simulated network. Shared by the criterion benches and the allocation count.
 
-use sfu_core::{Event, Input, MediaKind, Output};
+use sfu_core::{Event, MediaKind};
+use sfu_testkit::packet_path;
 use sfu_testkit::{vp8_payload, SimNetwork, SimPeer, VIDEO_SSRC, VP8_PT};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// VP8 payload bytes per packet: a full-size video packet as browsers send them.
 pub const PAYLOAD_LEN: usize = 1100;
-/// Simulated time between publisher packets (a 1000 packet/s, ~9 Mbit/s camera), so the engine's
-/// timers (housekeeping every 50 ms, RTCP reports every second) run at a realistic rate per packet.
-const PACKET_INTERVAL: Duration = Duration::from_millis(1);
 /// A keyframe every this many packets; only the first one matters (subscribers wait for it).
 const KEYFRAME_EVERY: u32 = 3000;
 /// Packets forwarded before anything is measured: fills the buffer pool, packet cache and queues.
@@ -125,30 +123,10 @@ impl Room {
         self.net.run();
     }
 
-    /// Feeds `datagrams` from the publisher, `PACKET_INTERVAL` apart, draining every output and
-    /// recycling every transmit as a driver would (nothing is delivered); returns datagrams sent.
+    /// Feeds `datagrams` from the publisher through `packet_path::pump` (1 ms apart, nothing
+    /// delivered); returns datagrams sent.
     pub fn pump(&mut self, datagrams: &[Vec<u8>]) -> usize {
         let source = self.net.peers[self.publisher].address;
-        let engine = &mut self.net.engine;
-        let mut sent = 0;
-        for datagram in datagrams {
-            self.net.now += PACKET_INTERVAL;
-            engine.handle_input(Input::Datagram {
-                at: self.net.now,
-                source,
-                data: datagram,
-            });
-            loop {
-                match engine.poll_output() {
-                    Output::Transmit(transmit) => {
-                        sent += 1;
-                        engine.recycle(transmit.contents);
-                    }
-                    Output::Event(_) => {}
-                    Output::Timeout(_) => break,
-                }
-            }
-        }
-        sent
+        packet_path::pump(&mut self.net.engine, datagrams, source, &mut self.net.now)
     }
 }

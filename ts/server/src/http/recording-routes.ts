@@ -7,7 +7,6 @@ import { stat } from 'node:fs/promises'
 import { extname } from 'node:path'
 import { Readable } from 'node:stream'
 import { type Context, Hono } from 'hono'
-import type * as z from 'zod'
 import { CreateRecordingRequest, RecordingId, type RecordingDetails, RoomId, isModerator } from '@conclave/protocol'
 import { AppError } from '../app-error.js'
 import { type Auth, bearerToken } from '../auth/authenticator.js'
@@ -15,6 +14,7 @@ import type { Actor, MeetingService } from '../rooms/meeting-service.js'
 import { localFilePath } from '../recording/recording-output.js'
 import type { RecordingService } from '../recording/recording-service.js'
 import type { RoomStore } from '../state/room-store.js'
+import { parseRequestValue, readJsonBody } from './request-body.js'
 
 export interface RecordingRoutesOptions {
   meeting: MeetingService
@@ -80,7 +80,7 @@ export function createRecordingRoutes({ meeting, recordings, auth, store, presen
   /** A recording the caller may see; another room's is not found, so ids of other rooms do not leak. */
   async function visibleRecording(c: Context): Promise<RecordingDetails> {
     const caller = await callerOf(c)
-    const id = parse(RecordingId, c.req.param('recording'), 'recording')
+    const id = parseRequestValue(RecordingId, c.req.param('recording'), 'recording')
     if (recordings === undefined) throw new AppError('recording_not_found', `there is no recording ${id}`)
     const recording = await recordings.get(id)
     if (caller.kind === 'moderator' && caller.room !== recording.room) throw new AppError('recording_not_found', `there is no recording ${id}`)
@@ -88,16 +88,16 @@ export function createRecordingRoutes({ meeting, recordings, auth, store, presen
   }
 
   routes.post('/rooms/:room/recordings', async (c) => {
-    const room = parse(RoomId, c.req.param('room'), 'room')
+    const room = parseRequestValue(RoomId, c.req.param('room'), 'room')
     await callerFor(c, room)
-    const { mode } = await body(c, CreateRecordingRequest)
+    const { mode } = await readJsonBody(c, CreateRecordingRequest)
     return c.json(await meeting.startRecording(API_ACTOR, room, mode), 201)
   })
 
   routes.delete('/rooms/:room/recordings/:recording', async (c) => {
-    const room = parse(RoomId, c.req.param('room'), 'room')
+    const room = parseRequestValue(RoomId, c.req.param('room'), 'room')
     await callerFor(c, room)
-    const id = parse(RecordingId, c.req.param('recording'), 'recording')
+    const id = parseRequestValue(RecordingId, c.req.param('recording'), 'recording')
     if (recordings === undefined) throw new AppError('recording_not_found', `there is no recording ${id}`)
     const recording = await recordings.get(id)
     if (recording.room !== room) throw new AppError('recording_not_found', `there is no recording ${id} in room ${room}`)
@@ -111,7 +111,7 @@ export function createRecordingRoutes({ meeting, recordings, auth, store, presen
 
   // Recordings outlive their room, so a closed room's recordings are still listed.
   routes.get('/rooms/:room/recordings', async (c) => {
-    const room = parse(RoomId, c.req.param('room'), 'room')
+    const room = parseRequestValue(RoomId, c.req.param('room'), 'room')
     await callerFor(c, room)
     return c.json({ recordings: (await recordings?.list(room)) ?? [] })
   })
@@ -150,29 +150,4 @@ export function createRecordingRoutes({ meeting, recordings, auth, store, presen
   })
 
   return routes
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const parsed = schema.safeParse(value)
-  if (!parsed.success) throw new AppError('bad_request', `${what}: ${parsed.error.issues[0]?.message ?? 'invalid'}`)
-  return parsed.data
-}
-
-/** The JSON body read with `schema`; a missing body is `{}`. */
-async function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  const text = await c.req.text()
-  let json: unknown = {}
-  if (text.trim() !== '') {
-    try {
-      json = JSON.parse(text)
-    } catch {
-      throw new AppError('bad_request', 'the body is not valid JSON')
-    }
-  }
-  const parsed = schema.safeParse(json)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]
-    throw new AppError('bad_request', `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}`)
-  }
-  return parsed.data
 }

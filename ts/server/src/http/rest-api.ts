@@ -4,7 +4,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { type Context, Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
-import type * as z from 'zod'
 import {
   type BreakoutsResponse,
   CreateBreakoutsBody,
@@ -31,6 +30,7 @@ import type { Actor, MeetingService } from '../rooms/meeting-service.js'
 import type { ParticipantRecord, RoomRecord, RoomStore } from '../state/room-store.js'
 import { openApiDocument } from './openapi.js'
 import { createRecordingRoutes } from './recording-routes.js'
+import { parseRequestValue, readJsonBody } from './request-body.js'
 
 /** Named checks for /readyz; each resolves when its dependency answers. */
 export type Readiness = Record<string, () => Promise<unknown>>
@@ -76,9 +76,9 @@ export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxB
   // Only in open dev mode: the meeting page asks for a token so that roles work without a backend.
   api.get('/dev-token', async (c) => {
     if (!auth.devMode || auth.issuer === undefined) throw new AppError('resource_not_found', 'dev tokens exist only when no CONCLAVE_JWT_SECRET is set')
-    const room = parse(RoomId, c.req.query('room'), 'room')
-    const name = parse(ParticipantName.optional(), c.req.query('name'), 'name')
-    const role = parse(Role.default('host'), c.req.query('role'), 'role')
+    const room = parseRequestValue(RoomId, c.req.query('room'), 'room')
+    const name = parseRequestValue(ParticipantName.optional(), c.req.query('name'), 'name')
+    const role = parseRequestValue(Role.default('host'), c.req.query('role'), 'role')
     const identity = `dev-${crypto.randomUUID()}`
     return c.json(await auth.issuer.mint({ room, identity, role, ttlSeconds: TOKEN_TTL_LIMITS.default, ...(name ? { name } : {}) }))
   })
@@ -98,7 +98,7 @@ export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxB
 
   api.post('/tokens', async (c) => {
     if (auth.issuer === undefined) throw new AppError('forbidden', 'this server verifies tokens from a JWKS and mints none')
-    const request = await body(c, CreateTokenRequest)
+    const request = await readJsonBody(c, CreateTokenRequest)
     return c.json(await auth.issuer.mint(request), 201)
   })
 
@@ -108,14 +108,14 @@ export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxB
   })
 
   api.post('/rooms', async (c) => {
-    const room = await meeting.createRoom(await body(c, CreateRoomRequest))
+    const room = await meeting.createRoom(await readJsonBody(c, CreateRoomRequest))
     return c.json(await details(room), 201)
   })
 
   api.get('/rooms/:room', async (c) => c.json(await details(await meeting.getRoom(roomParam(c)))))
 
   api.patch('/rooms/:room', async (c) => {
-    const patch = await body(c, UpdateRoomRequest)
+    const patch = await readJsonBody(c, UpdateRoomRequest)
     return c.json(await details(await meeting.updateRoom(roomParam(c), patch)))
   })
 
@@ -134,7 +134,7 @@ export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxB
   )
 
   api.patch('/rooms/:room/participants/:participant', async (c) => {
-    const change = await body(c, UpdateParticipantRequest)
+    const change = await readJsonBody(c, UpdateParticipantRequest)
     const updated = await meeting.updatePermissions(API_ACTOR, roomParam(c), participantParam(c), {
       ...(change.role ? { role: change.role } : {}),
       ...(change.grants ? { grants: stripUndefined(change.grants) } : {}),
@@ -148,19 +148,19 @@ export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxB
   })
 
   api.post('/rooms/:room/participants/:participant/mute', async (c) => {
-    const { trackId } = await body(c, MuteRequest)
+    const { trackId } = await readJsonBody(c, MuteRequest)
     return c.json({ count: await meeting.mute(API_ACTOR, roomParam(c), participantParam(c), trackId) })
   })
 
   api.get('/rooms/:room/waiting', async (c) => c.json({ waiting: await meeting.listWaiting(roomParam(c)) }))
 
   api.post('/rooms/:room/waiting/admit', async (c) => {
-    const { participantIds } = await body(c, WaitingDecisionRequest)
+    const { participantIds } = await readJsonBody(c, WaitingDecisionRequest)
     return c.json({ count: await meeting.admit(API_ACTOR, roomParam(c), participantIds) })
   })
 
   api.post('/rooms/:room/waiting/deny', async (c) => {
-    const { participantIds } = await body(c, WaitingDecisionRequest)
+    const { participantIds } = await readJsonBody(c, WaitingDecisionRequest)
     return c.json({ count: await meeting.deny(API_ACTOR, roomParam(c), participantIds) })
   })
 
@@ -170,13 +170,13 @@ export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxB
   })
 
   api.post('/rooms/:room/breakouts', async (c) => {
-    const { groups } = await body(c, CreateBreakoutsBody)
+    const { groups } = await readJsonBody(c, CreateBreakoutsBody)
     const breakouts = await meeting.createBreakouts(API_ACTOR, roomParam(c), groups)
     return c.json({ breakouts } satisfies BreakoutsResponse, 201)
   })
 
   api.post('/rooms/:room/breakouts/move', async (c) => {
-    const { participantId, groupId } = await body(c, MoveToBreakoutBody)
+    const { participantId, groupId } = await readJsonBody(c, MoveToBreakoutBody)
     const breakouts = await meeting.moveToBreakout(API_ACTOR, roomParam(c), participantId, groupId)
     return c.json({ breakouts } satisfies BreakoutsResponse)
   })
@@ -240,35 +240,10 @@ function stripUndefined<T extends object>(value: T): { [K in keyof T]: Exclude<T
   return Object.fromEntries(Object.entries(value).filter(([, entry]) => entry !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> }
 }
 
-function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const parsed = schema.safeParse(value)
-  if (!parsed.success) throw new AppError('bad_request', `${what}: ${parsed.error.issues[0]?.message ?? 'invalid'}`)
-  return parsed.data
-}
-
 function roomParam(c: Context): RoomId {
-  return parse(RoomId, c.req.param('room'), 'room')
+  return parseRequestValue(RoomId, c.req.param('room'), 'room')
 }
 
 function participantParam(c: Context): ParticipantId {
-  return parse(ParticipantId, c.req.param('participant'), 'participant')
-}
-
-/** The JSON body read with `schema`; a missing body is `{}` so optional-only bodies may be left out. */
-async function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  const text = await c.req.text()
-  let json: unknown = {}
-  if (text.trim() !== '') {
-    try {
-      json = JSON.parse(text)
-    } catch {
-      throw new AppError('bad_request', 'the body is not valid JSON')
-    }
-  }
-  const parsed = schema.safeParse(json)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]
-    throw new AppError('bad_request', `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}`)
-  }
-  return parsed.data
+  return parseRequestValue(ParticipantId, c.req.param('participant'), 'participant')
 }
