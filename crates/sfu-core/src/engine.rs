@@ -1178,7 +1178,12 @@ impl Engine {
             .map(|(_, data)| data);
         if is_keyframe && track.kind == MediaKind::Video {
             layer.keyframe_wanted = false;
-            if let Some((width, height)) = rtp::vp8_keyframe_dimensions(payload) {
+            let dimensions = match codec.codec {
+                CodecKind::Vp8 => rtp::vp8_keyframe_dimensions(payload),
+                CodecKind::H264 => rtp::h264_keyframe_dimensions(payload),
+                _ => None,
+            };
+            if let Some((width, height)) = dimensions {
                 layer.width = width;
                 layer.height = height;
             }

@@ -498,6 +498,182 @@ pub fn h264_is_keyframe(payload: &[u8]) -> bool {
     }
 }
 
+/// Width and height an H.264 RTP payload's SPS announces (ITU-T H.264 §7.3.2.1.1, cropping per
+/// §7.4.2.1.1), when the payload is an SPS or a STAP-A holding one; simulcast picks layers by
+/// them as it does by VP8 keyframe headers.
+pub fn h264_keyframe_dimensions(payload: &[u8]) -> Option<(u16, u16)> {
+    let &nal_header = payload.first()?;
+    match nal_header & 0x1f {
+        H264_SPS => h264_sps_dimensions(&payload[1..]),
+        H264_STAP_A => {
+            let mut rest = &payload[1..];
+            while let Some((size, tail)) = rest.split_first_chunk::<2>() {
+                let size = usize::from(u16::from_be_bytes(*size));
+                let unit = tail.get(..size)?;
+                if let Some((&header, body)) = unit.split_first() {
+                    if header & 0x1f == H264_SPS {
+                        return h264_sps_dimensions(body);
+                    }
+                }
+                rest = &tail[size..];
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Reads an SPS body (after the NAL header) far enough for the picture size.
+fn h264_sps_dimensions(sps: &[u8]) -> Option<(u16, u16)> {
+    let mut bits = NalBits::new(sps);
+    let profile_idc = bits.bits(8)?;
+    bits.bits(16)?; // constraint flags, level_idc
+    bits.ue()?; // seq_parameter_set_id
+    let mut chroma_format_idc = 1;
+    let mut separate_colour_planes = false;
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = bits.ue()?;
+        if chroma_format_idc == 3 {
+            separate_colour_planes = bits.bits(1)? == 1;
+        }
+        bits.ue()?; // bit_depth_luma_minus8
+        bits.ue()?; // bit_depth_chroma_minus8
+        bits.bits(1)?; // qpprime_y_zero_transform_bypass_flag
+        if bits.bits(1)? == 1 {
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for list in 0..lists {
+                if bits.bits(1)? == 1 {
+                    skip_scaling_list(&mut bits, if list < 6 { 16 } else { 64 })?;
+                }
+            }
+        }
+    }
+    bits.ue()?; // log2_max_frame_num_minus4
+    match bits.ue()? {
+        0 => {
+            bits.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+        }
+        1 => {
+            bits.bits(1)?; // delta_pic_order_always_zero_flag
+            bits.se()?; // offset_for_non_ref_pic
+            bits.se()?; // offset_for_top_to_bottom_field
+            for _ in 0..bits.ue()?.min(255) {
+                bits.se()?; // offset_for_ref_frame
+            }
+        }
+        _ => {}
+    }
+    bits.ue()?; // max_num_ref_frames
+    bits.bits(1)?; // gaps_in_frame_num_value_allowed_flag
+    let width_in_mbs = bits.ue()?.checked_add(1)?;
+    let height_in_map_units = bits.ue()?.checked_add(1)?;
+    let frame_mbs_only = bits.bits(1)?;
+    if frame_mbs_only == 0 {
+        bits.bits(1)?; // mb_adaptive_frame_field_flag
+    }
+    bits.bits(1)?; // direct_8x8_inference_flag
+    let (mut crop_x, mut crop_y) = (0, 0);
+    if bits.bits(1)? == 1 {
+        let (left, right, top, bottom) = (bits.ue()?, bits.ue()?, bits.ue()?, bits.ue()?);
+        // §7.4.2.1.1: crop offsets count chroma samples (luma for monochrome), doubled for fields.
+        let (sub_width, sub_height) = match (chroma_format_idc, separate_colour_planes) {
+            (1, false) => (2, 2),
+            (2, false) => (2, 1),
+            _ => (1, 1),
+        };
+        crop_x = sub_width * left.checked_add(right)?;
+        crop_y = sub_height * (2 - frame_mbs_only) * top.checked_add(bottom)?;
+    }
+    let width = (width_in_mbs.checked_mul(16)?).checked_sub(crop_x)?;
+    let height =
+        (height_in_map_units.checked_mul(16 * (2 - frame_mbs_only))?).checked_sub(crop_y)?;
+    Some((u16::try_from(width).ok()?, u16::try_from(height).ok()?))
+}
+
+/// §7.3.2.1.1.1: only read past, the sizes do not depend on it.
+fn skip_scaling_list(bits: &mut NalBits<'_>, size: usize) -> Option<()> {
+    let (mut last, mut next) = (8i64, 8i64);
+    for _ in 0..size {
+        if next != 0 {
+            next = (last + bits.se()? + 256) % 256;
+        }
+        if next != 0 {
+            last = next;
+        }
+    }
+    Some(())
+}
+
+/// Big-endian bit reader over a NAL unit body that drops emulation prevention bytes (§7.4.1:
+/// `00 00 03` stands for `00 00`) as it goes, so nothing is copied.
+struct NalBits<'a> {
+    data: &'a [u8],
+    byte: usize,
+    bit: u8,
+    zeros: u8,
+}
+
+impl<'a> NalBits<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            byte: 0,
+            bit: 0,
+            zeros: 0,
+        }
+    }
+
+    fn bit(&mut self) -> Option<u32> {
+        if self.bit == 0 {
+            if self.zeros >= 2 && self.data.get(self.byte) == Some(&3) {
+                self.byte += 1;
+                self.zeros = 0;
+            }
+            let &byte = self.data.get(self.byte)?;
+            self.zeros = if byte == 0 { self.zeros + 1 } else { 0 };
+        }
+        let value = (self.data[self.byte] >> (7 - self.bit)) & 1;
+        self.bit += 1;
+        if self.bit == 8 {
+            self.bit = 0;
+            self.byte += 1;
+        }
+        Some(u32::from(value))
+    }
+
+    fn bits(&mut self, count: u8) -> Option<u32> {
+        (0..count).try_fold(0, |value, _| Some(value << 1 | self.bit()?))
+    }
+
+    /// Exp-Golomb, unsigned (§9.1); values past 32 bits are refused.
+    fn ue(&mut self) -> Option<u32> {
+        let mut leading_zeros = 0;
+        while self.bit()? == 0 {
+            leading_zeros += 1;
+            if leading_zeros > 31 {
+                return None;
+            }
+        }
+        let rest = self.bits(leading_zeros)?;
+        ((1u64 << leading_zeros) - 1 + u64::from(rest))
+            .try_into()
+            .ok()
+    }
+
+    /// Exp-Golomb, signed (§9.1.1).
+    fn se(&mut self) -> Option<i64> {
+        let code = i64::from(self.ue()?);
+        Some(if code % 2 == 1 {
+            (code + 1) / 2
+        } else {
+            -(code / 2)
+        })
+    }
+}
+
 /// Fuzz entry point: parses `data` as RTP and walks everything a caller could read from it.
 #[doc(hidden)]
 pub fn fuzz_parse(data: &[u8]) -> usize {
@@ -509,6 +685,8 @@ pub fn fuzz_parse(data: &[u8]) -> usize {
         }
         let payload = header.payload(data);
         touched += usize::from(vp8_is_keyframe(payload)) + usize::from(h264_is_keyframe(payload));
+        touched +=
+            h264_keyframe_dimensions(payload).map_or(0, |(w, h)| usize::from(w) + usize::from(h));
     }
     touched
 }
@@ -851,6 +1029,47 @@ mod tests {
         assert!(!vp8_is_keyframe(&[0x90, 0xe0, 0x81, 0x23, 0x05, 0x20]));
         assert!(!vp8_is_keyframe(&[0x90]));
         assert!(!vp8_is_keyframe(&[]));
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn h264_sps_gives_the_cropped_picture_size_in_high_and_baseline_profiles() {
+        // x264 SPSs (with emulation prevention bytes); 180 rows are 12 macroblocks cropped by 12.
+        let high_720p = hex("6764001facd9405005bb011000000300100000030020f1831960");
+        let high_180p = hex("6764000cacd941419f9f011000000300100000030020f1429960");
+        let baseline_720p = hex("6742c01fd9005005bb011000000300100000030020f1832480");
+        let baseline_180p = hex("6742c00bd901419f9f011000000300100000030020f142a480");
+        assert_eq!(h264_keyframe_dimensions(&high_720p), Some((1280, 720)));
+        assert_eq!(h264_keyframe_dimensions(&high_180p), Some((320, 180)));
+        assert_eq!(h264_keyframe_dimensions(&baseline_720p), Some((1280, 720)));
+        assert_eq!(h264_keyframe_dimensions(&baseline_180p), Some((320, 180)));
+        // In a STAP-A before the PPS and IDR, as browsers packetize a keyframe's start.
+        let mut stap_a = vec![0x78];
+        for unit in [
+            &baseline_180p[..],
+            &[0x68, 0xce, 0x3c, 0x80],
+            &[0x65, 0x88, 0x84],
+        ] {
+            stap_a.extend_from_slice(&(unit.len() as u16).to_be_bytes());
+            stap_a.extend_from_slice(unit);
+        }
+        assert_eq!(h264_keyframe_dimensions(&stap_a), Some((320, 180)));
+        // An IDR slice alone, a truncated SPS, garbage: no size, no panic.
+        assert_eq!(h264_keyframe_dimensions(&[0x65, 0x88, 0x84]), None);
+        for len in 0..6 {
+            assert_eq!(h264_keyframe_dimensions(&high_720p[..len]), None);
+        }
+        for len in 6..high_720p.len() {
+            let _ = h264_keyframe_dimensions(&high_720p[..len]);
+        }
+        assert_eq!(h264_keyframe_dimensions(&[0x67, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(h264_keyframe_dimensions(&[0x78, 0xff, 0xff, 0x67]), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 // The meeting page at `/`: a room and a name, Join, then a tile per remote participant.
 // `?simulcast=1` publishes the camera at 1280x720 in three simulcast layers; `?svc=VP9` (or AV1)
 // publishes it at 1280x720 in one SVC encoding, `&mode=` its scalability mode (default L3T3_KEY);
-// `?relay=1` sends media only through the TURN relays the server hands out.
+// `&codec=H264` sends the camera in H.264; `?relay=1` sends media only through the TURN relays the server hands out.
 
 import { Meeting, type RemoteTrack } from './meeting.js'
 import { attachPanel } from './meeting-panel.js'
@@ -33,6 +33,7 @@ const simulcast = params.get('simulcast') === '1'
 const svcCodec = params.get('svc')?.toUpperCase()
 const svc: SvcPublishing | undefined =
   svcCodec === 'VP9' || svcCodec === 'AV1' ? { codec: svcCodec, scalabilityMode: params.get('mode') ?? 'L3T3_KEY' } : undefined
+const videoCodec = params.get('codec')?.toUpperCase() === 'H264' ? ('H264' as const) : undefined
 const relayOnly = params.get('relay') === '1'
 const serverOffers = params.get('serverOffers') === '1'
 roomInput.value = params.get('room') ?? ''
@@ -79,6 +80,7 @@ async function join(): Promise<void> {
       stream: localStream,
       simulcast,
       ...(svc !== undefined ? { svc } : {}),
+      ...(videoCodec !== undefined ? { videoCodec } : {}),
       ...(relayOnly ? { iceTransportPolicy: 'relay' as const } : {}),
       ...(serverOffers ? { serverOffers } : {}),
       ...(token ? { token } : {}),

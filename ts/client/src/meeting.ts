@@ -29,7 +29,7 @@ import { Emitter } from './emitter.js'
 import { DEFAULT_RESUME_WITHIN_MS, isResumable, resumeWithBackoff } from './reconnect.js'
 import { type ControlRequest, SignalingClient, SignalingError } from './signaling-client.js'
 import { applyEncodings } from './dynacast.js'
-import { negotiateDependencyDescriptor, preferSvc, sendTransceiverInit, type SvcPublishing } from './simulcast.js'
+import { negotiateDependencyDescriptor, preferCodec, preferSvc, sendTransceiverInit, type SvcPublishing, type VideoCodec } from './simulcast.js'
 import { VideoSizeReporter } from './video-size.js'
 
 export interface RemoteTrack {
@@ -112,6 +112,8 @@ export interface MeetingOptions {
   simulcast?: boolean
   /** Publish video as one SVC encoding instead (VP9/AV1 with a scalability mode). Default none. */
   svc?: SvcPublishing
+  /** Send the camera in this codec only (simulcast or not; SVC picks its own). Default: VP8, the server's choice. */
+  videoCodec?: VideoCodec
   /** `'relay'` sends everything through the TURN servers the join response carries (tests, strict networks). Default `'all'`. */
   iceTransportPolicy?: RTCIceTransportPolicy
   /** How long to keep trying to resume after the signaling drops (the server's grace period). Default 15 000 ms. */
@@ -225,6 +227,7 @@ export class Meeting extends Emitter<MeetingEvents> {
         if (joined.grants.canPublish && joined.grants.canPublishSources.includes(source)) {
           const transceiver = this.pc.addTransceiver(track, sendTransceiverInit(track, stream, simulcast, svc))
           if (svc !== undefined && track.kind === 'video') preferSvc(transceiver, svc)
+          else if (this.#options.videoCodec !== undefined && track.kind === 'video') preferCodec(transceiver, this.#options.videoCodec)
         }
       }
       for (const track of joined.tracks) this.#expect(track)
@@ -366,6 +369,16 @@ export class Meeting extends Emitter<MeetingEvents> {
     const signaling = this.#signaling
     if (signaling === undefined || this.#closed) return
     await signaling.setPreferredSize(trackId, width, height)
+  }
+
+  /**
+   * Always receive the cameras of `participantIds` (at most `MAX_PINNED`), even when the server's
+   * video last-N leaves them out; replaces earlier pins, `[]` unpins.
+   */
+  async pin(participantIds: readonly ParticipantId[]): Promise<void> {
+    const signaling = this.#signaling
+    if (signaling === undefined || this.#closed) throw new SignalingError('invalid_state', 'not in a meeting')
+    await signaling.pin(participantIds)
   }
 
   /** Our screen share's track while sharing. */

@@ -7,6 +7,7 @@ import {
   type JoinedReply,
   type LeftReply,
   type MeetingRequest,
+  type ParticipantId,
   type WaitingReply,
   type DoneReply,
   PROTOCOL_VERSION,
@@ -108,6 +109,11 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   /** Tells the server the size (device pixels) at which the remote video `trackId` is drawn. */
   setPreferredSize(trackId: TrackId, width: number, height: number): Promise<DoneReply> {
     return this.#request({ type: 'set-preferred-size', id: this.#id(), trackId, width, height }, 'done')
+  }
+
+  /** Pins the cameras of `participantIds` (replacing earlier pins): always received. */
+  pin(participantIds: readonly ParticipantId[]): Promise<DoneReply> {
+    return this.#request({ type: 'pin', id: this.#id(), participantIds: [...participantIds] }, 'done')
   }
 
   close(): void {

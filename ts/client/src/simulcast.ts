@@ -34,6 +34,24 @@ export function sendTransceiverInit(track: MediaStreamTrack, stream: MediaStream
   return init
 }
 
+/** A codec to send the camera in (simulcast or one layer); H.264 suits devices that encode it in hardware. */
+export type VideoCodec = 'VP8' | 'H264'
+
+/**
+ * Makes a video transceiver offer only `codec` (with its retransmission and redundancy helpers):
+ * the server answers VP8 whenever it is offered, so listing it first would not be enough. For
+ * H.264, constrained baseline with packetization-mode 1 leads: the profile the server prefers and
+ * every decoder has. A browser without the codec keeps its defaults.
+ */
+export function preferCodec(transceiver: RTCRtpTransceiver, codec: VideoCodec): void {
+  const codecs = RTCRtpReceiver.getCapabilities('video')?.codecs ?? []
+  const mimeType = `video/${codec}`.toLowerCase()
+  const rank = (fmtp = '') => Number(!/profile-level-id=42e0/i.test(fmtp)) + Number(!/packetization-mode=1/.test(fmtp))
+  const preferred = codecs.filter((candidate) => candidate.mimeType.toLowerCase() === mimeType).sort((a, b) => rank(a.sdpFmtpLine) - rank(b.sdpFmtpLine))
+  const helpers = codecs.filter((candidate) => /^video\/(rtx|red|ulpfec|flexfec-03)$/i.test(candidate.mimeType))
+  if (preferred.length > 0) transceiver.setCodecPreferences([...preferred, ...helpers])
+}
+
 /** `getHeaderExtensionsToNegotiate` entries (WebRTC extensions; not in every DOM typing yet). */
 interface HeaderExtensionToNegotiate {
   uri: string

@@ -1,8 +1,9 @@
 // Adaptive media on the signaling socket: the server asks a publisher to pause or resume simulcast
-// encodings nobody needs (dynacast) and names the room's active speaker. Formats only.
+// encodings nobody needs (dynacast) and names the room's active speaker; a member pins cameras
+// it always wants to see. Formats only.
 
 import * as z from 'zod'
-import { ParticipantId, TrackId } from './ids.js'
+import { ParticipantId, RequestId, TrackId } from './ids.js'
 
 /**
  * To a publisher: set `encodings[i].active = active[i]` on the sender of its m-line `mid` (the
@@ -29,3 +30,20 @@ export const ActiveSpeakerEvent = z.object({
 export type ActiveSpeakerEvent = z.infer<typeof ActiveSpeakerEvent>
 
 export const ADAPTIVE_MEDIA_EVENTS = [SetEncodingsEvent, ActiveSpeakerEvent] as const
+
+/** The most cameras one member may pin. */
+export const MAX_PINNED = 9
+
+/**
+ * The cameras of `participantIds` are always sent to this member, as the active speaker's are,
+ * even when video last-N leaves them out. Replaces the previous pins; `[]` unpins all. Ids not
+ * (or no longer) in the room are kept and simply match nobody. Answered by `done`.
+ */
+export const PinRequest = z.object({
+  type: z.literal('pin'),
+  id: RequestId,
+  participantIds: z.array(ParticipantId).max(MAX_PINNED),
+})
+export type PinRequest = z.infer<typeof PinRequest>
+
+export const ADAPTIVE_MEDIA_REQUESTS = [PinRequest] as const

@@ -6,7 +6,7 @@
 // also answers the server's `offer` event (the server adds receive m-lines), see `ServerOfferEvent`.
 
 import * as z from 'zod'
-import { ADAPTIVE_MEDIA_EVENTS } from './adaptive-media.js'
+import { ADAPTIVE_MEDIA_EVENTS, ADAPTIVE_MEDIA_REQUESTS } from './adaptive-media.js'
 import { Breakouts } from './breakouts.js'
 import { ErrorCode } from './errors.js'
 import { MediaKind, ParticipantId, RequestId, RoomId, TrackId } from './ids.js'
@@ -137,6 +137,7 @@ export const ClientMessage = z.discriminatedUnion('type', [
   AnswerRequest,
   LeaveRequest,
   SetPreferredSizeRequest,
+  ...ADAPTIVE_MEDIA_REQUESTS,
   ...MEETING_REQUESTS,
 ])
 export type ClientMessage = z.infer<typeof ClientMessage>

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { beforeEach, describe, test } from 'node:test'
-import type { RoomId, ServerEvent } from '@conclave/protocol'
+import { ClientMessage, MAX_PINNED, type ParticipantId, type RoomId, type ServerEvent } from '@conclave/protocol'
 import { eventually } from '../../test/support/eventually.js'
 import { quietLog } from '../../test/support/media-engines.js'
 import { FakeMediaEngine } from '../media/fake-media-engine.js'
@@ -108,5 +108,30 @@ describe('adaptive media in a room', () => {
     await eventually('Cy speaking: the others see Cy', () => given(ada, cy) === PRIORITY.normal && given(bob, cy) === PRIORITY.normal)
     assert.equal(given(bob, ada), PRIORITY.paused, 'Bob no longer sees Ada')
     assert.equal(given(ada, bob), PRIORITY.paused)
+  })
+
+  test('with video last-N 1, a pinned camera is sent to whoever pinned it until unpinned', async () => {
+    rooms = new RoomService({ media, log: quietLog, lastN: 1 })
+    const { members, trackOf } = await threeMembers()
+    const [ada, bob, cy] = members as [Participant, Participant, Participant]
+    const given = (viewer: Participant, owner: Participant) =>
+      media.calls.filter(([name, peer, track]) => name === 'setPriority' && peer === viewer.peerId && track === trackOf(owner, 'video').engineId).at(-1)?.[3]
+    await eventually('cameras beyond the first paused', () => given(ada, cy) === PRIORITY.paused && given(bob, cy) === PRIORITY.paused)
+
+    await rooms.pin(ada, [cy.id])
+    await eventually('Ada receives the pinned camera', () => given(ada, cy) === PRIORITY.activeSpeaker)
+    assert.equal(given(bob, cy), PRIORITY.paused, 'only for Ada')
+    assert.equal(given(ada, bob), undefined, 'Ada still sees her last-N camera at the default')
+
+    // Pins replace each other; an id that is nobody's matches nobody.
+    await rooms.pin(ada, ['p-gone' as ParticipantId])
+    await eventually('unpinned: last-N decides again', () => given(ada, cy) === PRIORITY.paused)
+    assert.equal(given(ada, bob), undefined)
+  })
+
+  test('a pin request names at most MAX_PINNED participants', () => {
+    const ids = (count: number) => Array.from({ length: count }, (_, i) => `p-${i}` as ParticipantId)
+    assert.ok(ClientMessage.safeParse({ type: 'pin', id: '1', participantIds: ids(MAX_PINNED) }).success)
+    assert.ok(!ClientMessage.safeParse({ type: 'pin', id: '1', participantIds: ids(MAX_PINNED + 1) }).success)
   })
 })

@@ -1,6 +1,7 @@
 // Adaptive media policy per room: each room's active speaker (from the engine's voice activity),
-// subscription priorities (screen shares, then the active speaker's camera, then the rest; with
-// video last-N, cameras of those who have not spoken lately pause) and dynacast (a publisher is
+// subscription priorities (screen shares, then the active speaker's and pinned cameras, then the
+// rest; with video last-N, cameras of those who have not spoken lately and are not pinned pause)
+// and dynacast (a publisher is
 // told which simulcast encodings to send). The engine does the packets.
 
 import type { ParticipantId } from '@conclave/protocol'
@@ -43,6 +44,8 @@ export class AdaptiveMedia {
   /** The publisher's m-line of each track (dynacast names it to the publisher's client). */
   readonly #mids = new Map<EngineTrackId, string>()
   readonly #lastN: number
+  /** Whose cameras each participant pinned: always sent, ranked with the active speaker's. */
+  readonly #pins = new WeakMap<Participant, ReadonlySet<ParticipantId>>()
   /** The priority each participant's subscriptions were last given (absent: the engine's default, normal). */
   readonly #given = new WeakMap<Participant, Map<EngineTrackId, number>>()
 
@@ -63,6 +66,7 @@ export class AdaptiveMedia {
   priorityFor(viewer: Participant, track: PublishedTrack): number {
     if (track.kind !== 'video') return PRIORITY.normal
     if (track.source === 'screen') return PRIORITY.screen
+    if (this.#pins.get(viewer)?.has(track.owner.id) === true) return PRIORITY.activeSpeaker
     if (this.#lastN > 0 && !this.#lastSpeakersFor(viewer).has(track.owner.id)) return PRIORITY.paused
     if (this.activeSpeaker(track.owner.room) === track.owner.id) return PRIORITY.activeSpeaker
     return PRIORITY.normal
@@ -81,6 +85,12 @@ export class AdaptiveMedia {
       if (id !== viewer.id && room.participants.has(id)) chosen.add(id)
     }
     return chosen
+  }
+
+  /** `viewer` pins the cameras of `participantIds`, replacing its earlier pins. */
+  pin(viewer: Participant, participantIds: readonly ParticipantId[]): void {
+    this.#pins.set(viewer, new Set(participantIds))
+    this.#reprioritizeFor(viewer)
   }
 
   trackPublished(track: PublishedTrack, mid: string): void {
@@ -169,15 +179,18 @@ export class AdaptiveMedia {
 
   /** Gives every camera subscription in `room` (those `which` selects) its priority now. */
   #reprioritize(room: Room, which: (track: PublishedTrack) => boolean = () => true): void {
-    for (const participant of room.participants.values()) {
-      for (const { track } of participant.received.values()) {
-        if (track.kind !== 'video' || track.source === 'screen' || !which(track)) continue
-        const priority = this.priorityFor(participant, track)
-        if ((this.#given.get(participant)?.get(track.engineId) ?? PRIORITY.normal) === priority) continue
-        participant.queue
-          .run(() => this.#setPriority(participant, track, priority))
-          .catch((error: unknown) => this.#log.warn('setting a priority failed', { participantId: participant.id, err: error }))
-      }
+    for (const participant of room.participants.values()) this.#reprioritizeFor(participant, which)
+  }
+
+  /** Gives each camera subscription of `participant` (those `which` selects) its priority now. */
+  #reprioritizeFor(participant: Participant, which: (track: PublishedTrack) => boolean = () => true): void {
+    for (const { track } of participant.received.values()) {
+      if (track.kind !== 'video' || track.source === 'screen' || !which(track)) continue
+      const priority = this.priorityFor(participant, track)
+      if ((this.#given.get(participant)?.get(track.engineId) ?? PRIORITY.normal) === priority) continue
+      participant.queue
+        .run(() => this.#setPriority(participant, track, priority))
+        .catch((error: unknown) => this.#log.warn('setting a priority failed', { participantId: participant.id, err: error }))
     }
   }
 

@@ -123,6 +123,13 @@ export class RoomService {
     return this.#serverOffers.answer(participant, sdp)
   }
 
+  /** `participant` always wants the cameras of `participantIds` (replacing earlier pins). */
+  pin(participant: Participant, participantIds: readonly ParticipantId[]): Promise<void> {
+    assertActive(participant)
+    this.#adaptive.pin(participant, participantIds)
+    return Promise.resolve()
+  }
+
   /**
    * A member draws the remote video `trackId` at `width` x `height` device pixels: it is sent the
    * simulcast layer that fits that height. Serialized per participant, after any negotiation.

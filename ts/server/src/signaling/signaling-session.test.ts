@@ -131,6 +131,24 @@ describe('SignalingSession', () => {
     )
   })
 
+  test('a pin is answered done with its id; more than MAX_PINNED ids are refused as invalid', async () => {
+    const { socket, session } = open()
+    await session.handleFrame(join('1'))
+    const pin = (id: string, count: number) => JSON.stringify({ type: 'pin', id, participantIds: Array.from({ length: count }, (_, i) => `p-${i}`) })
+    await session.handleFrame(pin('2', 2))
+    await session.handleFrame(pin('3', 0))
+    await session.handleFrame(pin('4', 10))
+    assert.deepEqual(
+      socket.sent.map((message) => (message.type === 'error' ? [message.type, message.code] : [message.type, 'id' in message ? message.id : undefined])),
+      [
+        ['joined', '1'],
+        ['done', '2'],
+        ['done', '3'],
+        ['error', 'invalid_message'],
+      ],
+    )
+  })
+
   test('a second join on one connection is refused', async () => {
     const { socket, session } = open()
     await session.handleFrame(join('1'))

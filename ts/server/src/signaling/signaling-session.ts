@@ -167,6 +167,8 @@ export class SignalingSession {
         return this.#leave(message)
       case 'set-preferred-size':
         return this.#setPreferredSize(message)
+      case 'pin':
+        return this.#done(message.id, (id) => this.#rooms.pin(this.#meeting.mediaOf(id), message.participantIds))
       case 'chat':
         return this.#done(message.id, (id) => this.#meeting.chat(id, message.text, message.to))
       case 'raise-hand':

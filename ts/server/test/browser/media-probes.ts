@@ -47,6 +47,8 @@ export interface MeetingPageOptions {
   simulcast?: boolean
   /** Publish the camera as one SVC encoding of this codec (`?svc=`), in `L3T3_KEY`. */
   svc?: 'VP9' | 'AV1'
+  /** Send the camera in this codec (`&codec=`). */
+  codec?: 'H264'
   /** CSS size of every remote video element, applied before joining. */
   remoteVideoSize?: { width: number; height: number }
 }
@@ -57,6 +59,7 @@ export async function joinMeetingWith(browser: Browser, server: ConclaveServer, 
   const query = new URLSearchParams()
   if (options.simulcast === true) query.set('simulcast', '1')
   if (options.svc !== undefined) query.set('svc', options.svc)
+  if (options.codec !== undefined) query.set('codec', options.codec)
   await page.goto(`${server.url}/${query.size > 0 ? `?${query}` : ''}`)
   if (options.remoteVideoSize !== undefined) await setRemoteVideoSize(page, options.remoteVideoSize)
   await page.type('#room', room)
@@ -173,6 +176,8 @@ export interface ReceivedVideo {
   from: string | undefined
   frameWidth: number
   frameHeight: number
+  /** e.g. `video/H264`; '' until the codec is known. */
+  mimeType: string
   framesDecoded: number
   freezeCount: number
   totalFreezesDuration: number
@@ -188,8 +193,10 @@ export async function receivedVideos(page: Page): Promise<ReceivedVideo[]> {
     const c = globalThis.conclave
     const pc = (c.meeting && c.meeting.pc) || (c.session && c.session.pc)
     const videos = []
-    ;(await pc.getStats()).forEach((s) => {
+    const stats = await pc.getStats()
+    stats.forEach((s) => {
       if (s.type !== 'inbound-rtp' || s.kind !== 'video') return
+      const codec = s.codecId && stats.get(s.codecId)
       const subscription = c.meeting && c.meeting.subscriptionOn(s.mid)
       const participant = subscription && c.meeting.participants.get(subscription.participantId)
       videos.push({
@@ -197,6 +204,7 @@ export async function receivedVideos(page: Page): Promise<ReceivedVideo[]> {
         from: participant ? participant.name : undefined,
         frameWidth: s.frameWidth || 0,
         frameHeight: s.frameHeight || 0,
+        mimeType: (codec && codec.mimeType) || '',
         framesDecoded: s.framesDecoded || 0,
         freezeCount: s.freezeCount || 0,
         totalFreezesDuration: s.totalFreezesDuration || 0,
