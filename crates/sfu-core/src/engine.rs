@@ -1422,6 +1422,18 @@ impl Engine {
                             downlink.estimator.on_remb(remb.bitrate_bps(), now);
                         }
                     }
+                    rtcp::RtcpPacket::Tmmbr(tmmbr) => {
+                        // Per stream in RFC 5104; the allocator shares one budget per subscriber,
+                        // so the tightest request for a stream we send caps it, like REMB.
+                        let cap = tmmbr
+                            .requests()
+                            .filter(|request| peer.slot_by_ssrc(request.ssrc).is_some())
+                            .map(|request| request.bitrate_bps)
+                            .min();
+                        if let (Some(cap), Some(downlink)) = (cap, peer.downlink.as_deref_mut()) {
+                            downlink.estimator.on_remb(cap, now);
+                        }
+                    }
                     rtcp::RtcpPacket::Pli { media_ssrc, .. } => {
                         if let Some(track) = subscribed_track(peer, media_ssrc) {
                             keyframe_requests.push(track);

@@ -43,6 +43,7 @@ pub const PT_RTPFB: u8 = 205;
 pub const PT_PSFB: u8 = 206;
 
 const FMT_NACK: u8 = 1;
+const FMT_TMMBR: u8 = 3;
 const FMT_TRANSPORT_CC: u8 = 15;
 const FMT_PLI: u8 = 1;
 const FMT_FIR: u8 = 4;
@@ -67,6 +68,7 @@ pub enum RtcpPacket<'a> {
     Fir(Fir<'a>),
     Nack(Nack<'a>),
     Remb(Remb<'a>),
+    Tmmbr(Tmmbr<'a>),
     TransportCc(TransportCc<'a>),
     /// Any other packet type or feedback format; `body` follows the 4-byte header, padding removed.
     Other {
@@ -179,6 +181,16 @@ fn parse_body(packet_type: u8, count: u8, body: &[u8]) -> Option<RtcpPacket<'_>>
             RtcpPacket::Nack(Nack {
                 sender_ssrc: u32_at(body, 0)?,
                 media_ssrc: u32_at(body, 4)?,
+                fci,
+            })
+        }
+        (PT_RTPFB, FMT_TMMBR) => {
+            let fci = body.get(8..)?;
+            if fci.is_empty() || fci.len() % TMMBR_ENTRY_LEN != 0 {
+                return None;
+            }
+            RtcpPacket::Tmmbr(Tmmbr {
+                sender_ssrc: u32_at(body, 0)?,
                 fci,
             })
         }
@@ -544,6 +556,49 @@ impl<'a> Remb<'a> {
     }
 }
 
+const TMMBR_ENTRY_LEN: usize = 8;
+
+/// Temporary maximum media stream bit rate request (RFC 5104 §4.2.1): per media SSRC, the most
+/// the receiver wants to get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tmmbr<'a> {
+    pub sender_ssrc: u32,
+    fci: &'a [u8],
+}
+
+/// One request of a TMMBR: `mantissa * 2^exponent` bit/s for `ssrc`, `overhead` bytes of
+/// per-packet overhead the receiver counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TmmbrRequest {
+    pub ssrc: u32,
+    pub bitrate_bps: u64,
+    pub overhead: u16,
+}
+
+impl<'a> Tmmbr<'a> {
+    pub fn requests(&self) -> impl Iterator<Item = TmmbrRequest> + 'a {
+        self.fci.chunks_exact(TMMBR_ENTRY_LEN).map(|entry| {
+            let ssrc = u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]);
+            let word = u32::from_be_bytes([entry[4], entry[5], entry[6], entry[7]]);
+            let exponent = word >> 26;
+            let mantissa = u64::from((word >> 9) & 0x1_ffff);
+            // A 17-bit mantissa shifted by up to 63 overflows: saturate, as REMB does.
+            let bitrate_bps = if mantissa == 0 {
+                0
+            } else if exponent > mantissa.leading_zeros() {
+                u64::MAX
+            } else {
+                mantissa << exponent
+            };
+            TmmbrRequest {
+                ssrc,
+                bitrate_bps,
+                overhead: (word & 0x1ff) as u16,
+            }
+        })
+    }
+}
+
 /// Transport-wide congestion control feedback (draft-holmer-rmcat-transport-wide-cc-extensions
 /// §3.1): header fields; the packet status chunks and receive deltas stay raw for the
 /// bandwidth estimator.
@@ -742,6 +797,9 @@ pub fn fuzz_parse(data: &[u8]) -> usize {
             RtcpPacket::Fir(fir) => fir.entries().count(),
             RtcpPacket::Nack(nack) => nack.pairs().count() + nack.lost().count(),
             RtcpPacket::Remb(remb) => remb.ssrcs().count() + (remb.bitrate_bps() & 1) as usize,
+            RtcpPacket::Tmmbr(tmmbr) => {
+                tmmbr.requests().map(|r| (r.bitrate_bps & 1) as usize).sum()
+            }
             RtcpPacket::TransportCc(cc) => cc.chunks_and_deltas.len(),
             RtcpPacket::Pli { .. } => 1,
             RtcpPacket::Other { body, .. } => body.len(),
@@ -1107,6 +1165,36 @@ mod tests {
             panic!("expected BYE")
         };
         assert_eq!(bye.reason, Some(&b"ok"[..]));
+    }
+
+    #[test]
+    fn tmmbr_reads_each_request_and_rejects_a_partial_entry() {
+        let word: u32 = 4 << 26 | 62_500 << 9 | 40;
+        let mut packet = vec![0x83, PT_RTPFB, 0, 6];
+        packet.extend_from_slice(&1u32.to_be_bytes());
+        packet.extend_from_slice(&0u32.to_be_bytes());
+        for (ssrc, word) in [(0x1122_3344u32, word), (7, 0x3f << 26 | 0x1_ffff << 9)] {
+            packet.extend_from_slice(&ssrc.to_be_bytes());
+            packet.extend_from_slice(&word.to_be_bytes());
+        }
+        let packet = &packet[..];
+        let RtcpPacket::Tmmbr(tmmbr) = one(packet) else {
+            panic!("expected TMMBR")
+        };
+        assert_eq!(tmmbr.sender_ssrc, 1);
+        let requests: Vec<_> = tmmbr.requests().collect();
+        assert_eq!(
+            requests[0],
+            TmmbrRequest {
+                ssrc: 0x1122_3344,
+                bitrate_bps: 1_000_000,
+                overhead: 40
+            }
+        );
+        assert_eq!(requests[1].bitrate_bps, u64::MAX, "saturates");
+
+        let partial = [0x83, PT_RTPFB, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
+        assert_eq!(packets(&partial).next(), Some(Err(RtcpError::Malformed)));
     }
 
     #[test]
