@@ -181,6 +181,8 @@ export class Meeting extends Emitter<MeetingEvents> {
   readonly #sources = new Map<RTCRtpTransceiver, TrackSource>()
   #screen: { transceiver: RTCRtpTransceiver; track: MediaStreamTrack } | undefined
   #closed = false
+  /** Every recording in progress, oldest first; `recording` is the latest. */
+  readonly #recordings = new Map<string, RecordingInfo>()
   /** From the snapshot: what `resume` proves the session with. */
   #resumeId: string | undefined
 
@@ -216,7 +218,7 @@ export class Meeting extends Emitter<MeetingEvents> {
       this.#resumeId = joined.resumeId
       this.room = joined.room
       this.waiting = joined.waiting ?? []
-      this.recording = joined.recording
+      this.#setRecordings(joined)
       this.breakouts = joined.breakouts
       // Before the first offer, so ICE gathering already knows the relays.
       if (joined.iceServers) this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: joined.iceServers })
@@ -555,11 +557,14 @@ export class Meeting extends Emitter<MeetingEvents> {
         this.emit('ended', { reason: 'room-closed' })
         return
       case 'recording-started':
+        this.#recordings.set(event.recording.recordingId, event.recording)
         this.recording = event.recording
         this.emit('recording', { recording: event.recording })
         return
       case 'recording-stopped':
-        if (this.recording?.recordingId === event.recordingId) this.recording = undefined
+        // Another recording may still run (composite and per track at once): the indicator stays.
+        this.#recordings.delete(event.recordingId)
+        this.recording = [...this.#recordings.values()].at(-1)
         this.emit('recording', { recording: this.recording, failed: event.failed, partial: event.partial })
         return
       case 'set-encodings':
@@ -804,7 +809,7 @@ export class Meeting extends Emitter<MeetingEvents> {
     this.self = { name: snapshot.name, role: snapshot.role, grants: snapshot.grants }
     this.room = snapshot.room
     this.waiting = snapshot.waiting ?? []
-    this.recording = snapshot.recording
+    this.#setRecordings(snapshot)
     this.breakouts = snapshot.breakouts
     this.breakouts = snapshot.breakouts
     const present = new Map(snapshot.participants.map((participant) => [participant.participantId, participant]))
@@ -835,6 +840,12 @@ export class Meeting extends Emitter<MeetingEvents> {
     }
     this.#applySubscriptions(snapshot.subscriptions)
     return this.tracks.size > before || snapshot.tracks.some((track) => !track.muted && !snapshot.subscriptions.some((s) => s.trackId === track.trackId))
+  }
+
+  #setRecordings({ recording, recordings }: RoomSnapshot): void {
+    this.#recordings.clear()
+    for (const info of recordings ?? (recording === undefined ? [] : [recording])) this.#recordings.set(info.recordingId, info)
+    this.recording = [...this.#recordings.values()].at(-1)
   }
 
   #close(reason: string): void {

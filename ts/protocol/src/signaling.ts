@@ -172,8 +172,10 @@ export const RoomSnapshot = z.object({
   iceServers: z.array(IceServer).optional(),
   /** Keep it: `resume` with it after the socket drops. Absent when the server does not resume. */
   resumeId: ResumeId.optional(),
-  /** The room is being recorded: show the indicator. */
+  /** The room is being recorded: show the indicator. The latest of `recordings`. */
   recording: RecordingInfo.optional(),
+  /** Every recording in progress (a composite and a per-track one may run at once). */
+  recordings: z.array(RecordingInfo).optional(),
   /** The breakouts in progress; the new participant is in the main room. */
   breakouts: Breakouts.optional(),
 })

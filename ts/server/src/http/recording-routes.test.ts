@@ -249,5 +249,33 @@ describe('recording control', () => {
       assert.equal(afterSnapshot?.type === 'joined' ? afterSnapshot.recording : 'not joined', undefined)
       for (const member of [host, guest, late, after]) await member.session.handleClose()
     })
+
+    test('with a composite and a per-track recording at once, the snapshot lists both and stopping one leaves the other', async () => {
+      const host = await joined(person('host', 'hana'))
+      await host.session.handleFrame(JSON.stringify({ type: 'start-recording', id: 'c', mode: 'composite' }))
+      await host.session.handleFrame(JSON.stringify({ type: 'start-recording', id: 't', mode: 'tracks' }))
+      assert.deepEqual([reply(host.sent, 'c')?.type, reply(host.sent, 't')?.type], ['done', 'done'])
+      const started = await eventually('both recording-started events', () => {
+        const events = host.sent.filter((message) => message.type === 'recording-started')
+        return events.length === 2 ? events : undefined
+      })
+      const [composite, tracks] = started.map((event) => event.recording)
+
+      const late = await joined(person('guest', 'lea'))
+      const snapshot = late.sent[0]
+      assert.ok(snapshot?.type === 'joined')
+      assert.deepEqual(snapshot.recordings?.map((recording) => recording.mode), ['composite', 'tracks'])
+      assert.equal(snapshot.recording?.recordingId, tracks?.recordingId, 'the latest')
+
+      const stopped = await recordings.stop('daily' as RoomId, composite?.recordingId)
+      await eventually('the composite to stop', () => late.sent.find((message) => message.type === 'recording-stopped'))
+      assert.equal(stopped.recordingId, composite?.recordingId)
+      const after = await joined(person('guest', 'max'))
+      const afterSnapshot = after.sent[0]
+      assert.ok(afterSnapshot?.type === 'joined')
+      assert.deepEqual(afterSnapshot.recordings?.map((recording) => recording.recordingId), [tracks?.recordingId], 'the per-track recording still runs')
+      await recordings.stop('daily' as RoomId, tracks?.recordingId)
+      for (const member of [host, late, after]) await member.session.handleClose()
+    })
   })
 })

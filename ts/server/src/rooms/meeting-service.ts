@@ -126,8 +126,11 @@ export class MeetingService {
   readonly #applying = new SerialQueue()
   readonly #refresher: NodeJS.Timeout
   readonly #recordings: RecordingControl | undefined
-  /** The recording in progress per room, from the bus: any node's recorder, so late joiners see the indicator. */
-  readonly #recordingByRoom = new Map<RoomId, RecordingInfo>()
+  /**
+   * The recordings in progress per room, oldest first, from the bus: any node's recorder, so late
+   * joiners see the indicator. A composite and a per-track recording may run at once.
+   */
+  readonly #recordingsByRoom = new Map<RoomId, Map<RecordingId, RecordingInfo>>()
 
   constructor({ rooms, store, bus, nodeId, log, refreshIntervalMs = 10_000, joinCreatesRoom = true, turn, recordings, resumeGraceMs = 15_000, now = Date.now }: MeetingServiceOptions) {
     this.#resumeGraceMs = resumeGraceMs
@@ -472,7 +475,7 @@ export class MeetingService {
 
   /** The recording in progress in `roomId`, as participants see it. */
   recordingOf(roomId: RoomId): RecordingInfo | undefined {
-    return this.#recordingByRoom.get(roomId)
+    return [...(this.#recordingsByRoom.get(roomId)?.values() ?? [])].at(-1)
   }
 
   #recordingControl(): RecordingControl {
@@ -577,10 +580,13 @@ export class MeetingService {
     }
     if (isModerator(record.role)) snapshot.waiting = waitingOf(everyone)
     if (this.#turn) snapshot.iceServers = turnIceServers(this.#turn, record.identity, this.#now())
-    const recording = this.#recordingByRoom.get(record.roomId)
+    const recordings = [...(this.#recordingsByRoom.get(record.roomId)?.values() ?? [])]
     const breakouts = await this.#breakouts.get(record.roomId)
     if (breakouts !== undefined) snapshot.breakouts = breakouts
-    if (recording !== undefined) snapshot.recording = recording
+    if (recordings.length > 0) {
+      snapshot.recording = recordings.at(-1)
+      snapshot.recordings = recordings
+    }
     if (this.#resumeGraceMs > 0) snapshot.resumeId = member.resumeId
     return snapshot
   }
@@ -794,18 +800,22 @@ export class MeetingService {
         return
       }
       case 'room-closed': {
-        this.#recordingByRoom.delete(event.roomId)
+        this.#recordingsByRoom.delete(event.roomId)
         for (const member of this.#membersOf(event.roomId)) await this.#kick(member, { type: 'room-closed' }, CLOSE_CODES.roomClosed, 'room_closed')
         return
       }
       case 'recording-started': {
-        this.#recordingByRoom.set(event.roomId, event.recording)
+        const recordings = this.#recordingsByRoom.get(event.roomId) ?? new Map<RecordingId, RecordingInfo>()
+        recordings.set(event.recording.recordingId, event.recording)
+        this.#recordingsByRoom.set(event.roomId, recordings)
         for (const member of this.#activeMembersOf(event.roomId)) this.#deliver(member, { type: 'recording-started', recording: event.recording })
         return
       }
       case 'recording-stopped': {
         const { recordingId, partial, failed } = event
-        if (this.#recordingByRoom.get(event.roomId)?.recordingId === recordingId) this.#recordingByRoom.delete(event.roomId)
+        const recordings = this.#recordingsByRoom.get(event.roomId)
+        recordings?.delete(recordingId)
+        if (recordings?.size === 0) this.#recordingsByRoom.delete(event.roomId)
         for (const member of this.#activeMembersOf(event.roomId)) this.#deliver(member, { type: 'recording-stopped', recordingId, partial, failed })
         return
       }
