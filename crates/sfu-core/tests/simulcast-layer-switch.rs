@@ -2,7 +2,7 @@
 //! switches happen on the new layer's keyframe and keep its stream continuous.
 
 use sfu_core::rtp;
-use sfu_core::{Event, MediaKind, PeerId, TrackId};
+use sfu_core::{Event, PeerId, TrackId};
 use sfu_testkit::*;
 use std::time::Duration;
 
@@ -24,28 +24,8 @@ struct Sim {
 impl Sim {
     fn new(seed: u64) -> Self {
         let mut net = SimNetwork::new(seed);
-        let publisher = net.add_peer(SimPeer::new("alice", 5000));
-        let peer = net.engine.create_peer(net.now);
-        let offer = net.peers[publisher].simulcast_offer();
-        let answer = net
-            .engine
-            .apply_offer(peer, &offer, net.now)
-            .expect("simulcast offer accepted");
+        let (publisher, answer, track) = net.join_simulcast_publisher("alice", 5000, |offer| offer);
         assert!(answer.contains("a=simulcast:recv q;h;f"), "{answer}");
-        net.peers[publisher].apply_answer(&answer);
-        net.connect(publisher);
-        let track = net
-            .events
-            .iter()
-            .find_map(|e| match e {
-                Event::TrackPublished {
-                    track,
-                    kind: MediaKind::Video,
-                    ..
-                } => Some(*track),
-                _ => None,
-            })
-            .unwrap();
         Sim {
             net,
             publisher,

@@ -507,6 +507,40 @@ impl SimNetwork {
         (index, peer)
     }
 
+    /// Adds `name` on `port` publishing the three-layer simulcast offer (`q`, `h`, `f`), with
+    /// `edit` applied to it (another codec, say), and connects it. Returns its index, the
+    /// engine's answer and the video track it published; panics if any step fails.
+    pub fn join_simulcast_publisher(
+        &mut self,
+        name: &str,
+        port: u16,
+        edit: impl Fn(String) -> String,
+    ) -> (usize, String, TrackId) {
+        let index = self.add_peer(SimPeer::new(name, port));
+        let peer = self.engine.create_peer(self.now);
+        let offer = edit(self.peers[index].simulcast_offer());
+        let answer = self
+            .engine
+            .apply_offer(peer, &offer, self.now)
+            .expect("the engine accepts the simulcast offer");
+        self.peers[index].apply_answer(&answer);
+        self.connect(index);
+        let track = self
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::TrackPublished {
+                    track,
+                    kind: MediaKind::Video,
+                    ..
+                } => Some(*track),
+                _ => None,
+            })
+            .expect("the simulcast track is published");
+        (index, answer, track)
+    }
+
     /// The first track of `kind` the engine announced as published.
     pub fn published(&self, kind: MediaKind) -> Option<TrackId> {
         self.events.iter().find_map(|e| match e {
