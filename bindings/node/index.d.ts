@@ -62,6 +62,32 @@ export declare class MediaWorker {
   addRtpForward(trackId: number, destination: RtpForwardDestination): Promise<RtpForwardInfo>
   /** Stops an RTP forward; resolves with false if it had already ended (with its track). */
   removeRtpForward(forwardId: number): Promise<boolean>
+  /**
+   * Opens a relay link (cascading) to the engine of another node at `remote`, keyed with
+   * `keyingMaterial` (56 random bytes both ends share); `initiator` is true at exactly one
+   * end. Resolves with the link's peer id; `closePeer` closes it. Rejects with
+   * `invalid_argument` (key length, an unspecified address, a link to it already open).
+   */
+  createRelayPeer(remote: RtpForwardDestination, keyingMaterial: Buffer, initiator: boolean): Promise<number>
+  /**
+   * Starts sending track `trackId` (published here) over the link `relayId`; resolves with
+   * what the other end's `relayImport` takes.
+   */
+  relayExport(relayId: number, trackId: number): Promise<RelayedTrack>
+  /** Stops sending `trackId` over the link. */
+  relayUnexport(relayId: number, trackId: number): Promise<void>
+  /**
+   * Takes what the other end's `relayExport` answered as a track of this engine (which peers
+   * here can subscribe to) in media partition `partition`; resolves with its track id.
+   */
+  relayImport(relayId: number, relayed: RelayedTrack, streamId: string, partition: number): Promise<number>
+  /** Ends a track `relayImport` made; its subscribers' m-lines are freed. */
+  relayEndImport(relayId: number, trackId: number): Promise<void>
+  /**
+   * Moves an imported track into media partition `partition` (its publisher changed
+   * breakout room on its node).
+   */
+  setTrackPartition(trackId: number, partition: number): Promise<void>
   peerStats(peerId: number): Promise<PeerStats>
   stats(): Promise<WorkerStats>
   /**
@@ -128,6 +154,25 @@ export interface PeerStats {
    * bit/s; 0 before any feedback.
    */
   availableOutgoingBitrateBps: number
+}
+
+/**
+ * What one engine exports on a relay link and the other imports: opaque to the control plane,
+ * which carries it from node to node as JSON.
+ */
+export interface RelayedTrack {
+  kind: 'audio' | 'video'
+  ssrc: number
+  rtxSsrc?: number
+  payloadTypes: Array<RelayPayloadType>
+}
+
+/** One codec of a relayed stream: its payload type on the link, and its RTX payload type. */
+export interface RelayPayloadType {
+  /** The rtpmap name: "opus", "red", "VP8", "H264", "VP9" or "AV1". */
+  codec: string
+  payloadType: number
+  rtxPayloadType?: number
 }
 
 /** Where an RTP forward sends a track's plain RTP. */

@@ -13,7 +13,7 @@ mod objects;
 use crate::delivery::{promise, settle_now, Deliveries};
 use crate::error::{ErrorCode, Failure};
 use crate::objects::{
-    LayerPreference, MediaEvent, PeerStats, RtpForwardDestination, RtpForwardInfo,
+    LayerPreference, MediaEvent, PeerStats, RelayedTrack, RtpForwardDestination, RtpForwardInfo,
     SubscriptionInfo, WorkerOptions, WorkerStats,
 };
 use napi::bindgen_prelude::*;
@@ -308,6 +308,134 @@ impl MediaWorker {
         self.command(env, command, |existed| existed)
     }
 
+    /// Opens a relay link (cascading) to the engine of another node at `remote`, keyed with
+    /// `keyingMaterial` (56 random bytes both ends share); `initiator` is true at exactly one
+    /// end. Resolves with the link's peer id; `closePeer` closes it. Rejects with
+    /// `invalid_argument` (key length, an unspecified address, a link to it already open).
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn create_relay_peer<'env>(
+        &self,
+        env: &'env Env,
+        remote: RtpForwardDestination,
+        keying_material: Buffer,
+        initiator: bool,
+    ) -> Result<PromiseRaw<'env, u32>> {
+        let command = parse_ip(&remote.address, "address").and_then(|ip| {
+            let remote = SocketAddr::new(ip, port(remote.port, "port")?);
+            let keying_material = keying_material.to_vec();
+            Ok(move |reply| Command::CreateRelayPeer {
+                remote,
+                keying_material,
+                initiator,
+                reply,
+            })
+        });
+        self.command(env, command, |peer: PeerId| peer.0)
+    }
+
+    /// Starts sending track `trackId` (published here) over the link `relayId`; resolves with
+    /// what the other end's `relayImport` takes.
+    #[napi]
+    pub fn relay_export<'env>(
+        &self,
+        env: &'env Env,
+        relay_id: f64,
+        track_id: f64,
+    ) -> Result<PromiseRaw<'env, RelayedTrack>> {
+        let command = peer(relay_id).and_then(|relay| {
+            let track = track(track_id)?;
+            Ok(move |reply| Command::RelayExport {
+                relay,
+                track,
+                reply,
+            })
+        });
+        self.command(env, command, RelayedTrack::from)
+    }
+
+    /// Stops sending `trackId` over the link.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn relay_unexport<'env>(
+        &self,
+        env: &'env Env,
+        relay_id: f64,
+        track_id: f64,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let command = peer(relay_id).and_then(|relay| {
+            let track = track(track_id)?;
+            Ok(move |reply| Command::RelayUnexport {
+                relay,
+                track,
+                reply,
+            })
+        });
+        self.command(env, command, |()| ())
+    }
+
+    /// Takes what the other end's `relayExport` answered as a track of this engine (which peers
+    /// here can subscribe to) in media partition `partition`; resolves with its track id.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn relay_import<'env>(
+        &self,
+        env: &'env Env,
+        relay_id: f64,
+        relayed: RelayedTrack,
+        stream_id: String,
+        partition: f64,
+    ) -> Result<PromiseRaw<'env, u32>> {
+        let command = peer(relay_id).and_then(|relay| {
+            let relayed = relayed_track(&relayed)?;
+            let partition = integer(partition, "partition", u32::MAX.into())? as u32;
+            Ok(move |reply| Command::RelayImport {
+                relay,
+                relayed,
+                stream_id,
+                partition,
+                reply,
+            })
+        });
+        self.command(env, command, |track: TrackId| track.0)
+    }
+
+    /// Ends a track `relayImport` made; its subscribers' m-lines are freed.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn relay_end_import<'env>(
+        &self,
+        env: &'env Env,
+        relay_id: f64,
+        track_id: f64,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let command = peer(relay_id).and_then(|relay| {
+            let track = track(track_id)?;
+            Ok(move |reply| Command::RelayEndImport {
+                relay,
+                track,
+                reply,
+            })
+        });
+        self.command(env, command, |()| ())
+    }
+
+    /// Moves an imported track into media partition `partition` (its publisher changed
+    /// breakout room on its node).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn set_track_partition<'env>(
+        &self,
+        env: &'env Env,
+        track_id: f64,
+        partition: f64,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let command = track(track_id).and_then(|track| {
+            let partition = integer(partition, "partition", u32::MAX.into())? as u32;
+            Ok(move |reply| Command::SetTrackPartition {
+                track,
+                partition,
+                reply,
+            })
+        });
+        self.command(env, command, |()| ())
+    }
+
     #[napi]
     pub fn peer_stats<'env>(
         &self,
@@ -426,6 +554,41 @@ fn media_kind(value: &str) -> std::result::Result<sfu_core::MediaKind, Failure> 
             "a kind is audio or video, got {other:?}"
         ))),
     }
+}
+
+fn relayed_track(
+    relayed: &RelayedTrack,
+) -> std::result::Result<sfu_core::engine::RelayedTrack, Failure> {
+    let payload_types = relayed
+        .payload_types
+        .iter()
+        .map(|p| {
+            let codec = sfu_core::peer::CodecKind::from_name(&p.codec)
+                .ok_or_else(|| Failure::invalid_argument(format!("unknown codec {:?}", p.codec)))?;
+            let pt = |value: u32, what: &str| {
+                u8::try_from(value)
+                    .ok()
+                    .filter(|pt| *pt < 128)
+                    .ok_or_else(|| {
+                        Failure::invalid_argument(format!("{what} must be 0..=127, got {value}"))
+                    })
+            };
+            Ok(sfu_core::peer::PayloadTypes {
+                codec,
+                pt: pt(p.payload_type, "payloadType")?,
+                rtx_pt: p
+                    .rtx_payload_type
+                    .map(|rtx| pt(rtx, "rtxPayloadType"))
+                    .transpose()?,
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, Failure>>()?;
+    Ok(sfu_core::engine::RelayedTrack {
+        kind: media_kind(&relayed.kind)?,
+        ssrc: relayed.ssrc,
+        rtx_ssrc: relayed.rtx_ssrc,
+        payload_types,
+    })
 }
 
 fn track(value: f64) -> std::result::Result<TrackId, Failure> {

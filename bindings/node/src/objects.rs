@@ -292,3 +292,42 @@ impl From<DriverWorkerStats> for WorkerStats {
         }
     }
 }
+
+/// One codec of a relayed stream: its payload type on the link, and its RTX payload type.
+#[napi(object)]
+pub struct RelayPayloadType {
+    /// The rtpmap name: "opus", "red", "VP8", "H264", "VP9" or "AV1".
+    pub codec: String,
+    pub payload_type: u32,
+    pub rtx_payload_type: Option<u32>,
+}
+
+/// What one engine exports on a relay link and the other imports: opaque to the control plane,
+/// which carries it from node to node as JSON.
+#[napi(object)]
+pub struct RelayedTrack {
+    #[napi(ts_type = "'audio' | 'video'")]
+    pub kind: String,
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
+    pub payload_types: Vec<RelayPayloadType>,
+}
+
+impl From<sfu_core::engine::RelayedTrack> for RelayedTrack {
+    fn from(relayed: sfu_core::engine::RelayedTrack) -> Self {
+        RelayedTrack {
+            kind: relayed.kind.as_str().to_owned(),
+            ssrc: relayed.ssrc,
+            rtx_ssrc: relayed.rtx_ssrc,
+            payload_types: relayed
+                .payload_types
+                .iter()
+                .map(|p| RelayPayloadType {
+                    codec: p.codec.rtp_name().to_owned(),
+                    payload_type: u32::from(p.pt),
+                    rtx_payload_type: p.rtx_pt.map(u32::from),
+                })
+                .collect(),
+        }
+    }
+}

@@ -27,10 +27,12 @@ use std::time::{Duration, Instant};
 mod adaptive;
 mod local_offer;
 mod partition;
+mod relay;
 mod rtp_forward;
 mod scalable;
 
 pub use partition::MAIN_PARTITION;
+pub use relay::{RelayedTrack, RELAY_KEYING_MATERIAL_LEN};
 
 /// Every pooled datagram buffer has room for a full-size packet plus SRTP/RTX overhead, so
 /// protecting or wrapping in RTX never reallocates.
@@ -233,6 +235,7 @@ impl Engine {
                 rtcp_ssrc,
                 cname,
                 partition: MAIN_PARTITION,
+                relay: false,
                 counters: PeerCounters::default(),
                 next_report_at: now + REPORT_INTERVAL,
                 created_at: now,
@@ -251,6 +254,12 @@ impl Engine {
         match self.peers.get(&peer_id) {
             None => return Err(SfuError::UnknownPeer(peer_id)),
             // Offers collided: ours stands (the peer is the polite side and rolls back).
+            Some(peer) if peer.relay => {
+                return Err(SfuError::InvalidState {
+                    peer: peer_id,
+                    state: "a relay link (no SDP)",
+                })
+            }
             Some(peer) if peer.local_offer.is_some() => {
                 return Err(SfuError::InvalidState {
                     peer: peer_id,
@@ -461,6 +470,7 @@ impl Engine {
                         voice: VoiceActivity::default(),
                         svc: None,
                         needs: Default::default(),
+                        partition: None,
                     });
                 }
                 sdp::Direction::SendOnly => {
@@ -696,6 +706,22 @@ impl Engine {
                 peer: subscriber,
                 track: track_id,
             })?;
+        self.subscribe_slot(subscriber, track_id, slot_index, now)?;
+        let slot = &self.peers[&subscriber].slots[slot_index];
+        Ok(Subscription {
+            mid: slot.mid.clone(),
+            ssrc: slot.ssrc,
+        })
+    }
+
+    /// Starts sending `track_id` to `subscriber` on its free slot `slot_index`.
+    fn subscribe_slot(
+        &mut self,
+        subscriber: PeerId,
+        track_id: TrackId,
+        slot_index: usize,
+        now: Instant,
+    ) -> Result<(), SfuError> {
         let initial_sequence = self.rng.next_u32() as u16;
         let initial_timestamp = self.rng.next_u32();
         let peer = self.peers.get_mut(&subscriber).expect("looked up above");
@@ -721,10 +747,6 @@ impl Engine {
             has_sent: false,
             allotment: Default::default(),
         });
-        let result = Subscription {
-            mid: slot.mid.clone(),
-            ssrc: slot.ssrc,
-        };
         if let Some(track) = self.tracks.get_mut(&track_id) {
             track.subscribers.push((subscriber, slot_index));
         }
@@ -740,7 +762,7 @@ impl Engine {
         {
             self.request_keyframe_from_publisher(track_id, Some(target), Some(subscriber), now);
         }
-        Ok(result)
+        Ok(())
     }
 
     /// The subscriber and the index of the slot carrying `track` to it.
@@ -1170,7 +1192,7 @@ impl Engine {
                 }
             }
         }
-        let partition = peer.partition;
+        let partition = track.partition.unwrap_or(peer.partition);
         // Forwarded to subscribers that negotiated it: their decoders find frames and layers by it.
         let descriptor = svc_frame
             .and(peer.dependency_descriptor_extension)
@@ -1193,7 +1215,7 @@ impl Engine {
             let Some(subscriber) = peers.get_mut(&subscriber_id) else {
                 continue;
             };
-            if subscriber.partition != partition {
+            if subscriber.partition != partition && !subscriber.relay {
                 continue;
             }
             let Some(destination) = subscriber.ice.selected() else {
@@ -1769,7 +1791,8 @@ impl Engine {
                 .ice
                 .consent_expires_at(consent_timeout)
                 .unwrap_or(peer.created_at + consent_timeout);
-            if now >= consent_deadline {
+            // A relay link has no ICE; the control plane closes it when the other node is gone.
+            if now >= consent_deadline && !peer.relay {
                 self.disconnect(id, "consent_expired");
                 continue;
             }

@@ -29,6 +29,8 @@ pub enum SfuError {
     },
     /// Certificate generation or another crypto setup step failed.
     Crypto(String),
+    /// A command's argument cannot be used (a relay link's keys or address); the string says why.
+    InvalidArgument(String),
 }
 
 impl SfuError {
@@ -43,6 +45,7 @@ impl SfuError {
             SfuError::AlreadySubscribed { .. } => "already_subscribed",
             SfuError::NotSubscribed { .. } => "not_subscribed",
             SfuError::Crypto(_) => "crypto_failure",
+            SfuError::InvalidArgument(_) => "invalid_argument",
         }
     }
 }
@@ -65,6 +68,7 @@ impl fmt::Display for SfuError {
             }
             SfuError::NotSubscribed { peer, track } => write!(f, "{peer} does not receive {track}"),
             SfuError::Crypto(why) => write!(f, "crypto failure: {why}"),
+            SfuError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
         }
     }
 }

@@ -98,6 +98,13 @@ impl IceLite {
         self.selected
     }
 
+    /// Fixes the path without checks, for a relay link between engines whose address the control
+    /// plane already trusts.
+    pub fn pin(&mut self, address: SocketAddr) {
+        self.validated = vec![address];
+        self.selected = Some(address);
+    }
+
     /// RFC 7675: without a successful check for `timeout`, consent is gone.
     pub fn consent_expires_at(&self, timeout: Duration) -> Option<Instant> {
         self.last_consent.map(|at| at + timeout)

@@ -47,6 +47,18 @@ impl CodecKind {
         }
     }
 
+    /// The codec's name as an SDP rtpmap spells it.
+    pub fn rtp_name(self) -> &'static str {
+        match self {
+            CodecKind::Opus => "opus",
+            CodecKind::Vp8 => "VP8",
+            CodecKind::H264 => "H264",
+            CodecKind::Vp9 => "VP9",
+            CodecKind::Av1 => "AV1",
+            CodecKind::Red => "red",
+        }
+    }
+
     pub fn clock_rate(self) -> u32 {
         match self {
             CodecKind::Opus | CodecKind::Red => 48_000,
@@ -249,6 +261,8 @@ pub struct Peer {
     pub cname: String,
     /// Only peers of the same partition exchange media (breakout rooms); 0 is the main room.
     pub partition: u32,
+    /// See [`Peer::is_relay`].
+    pub relay: bool,
     pub counters: PeerCounters,
     pub next_report_at: Instant,
     pub created_at: Instant,
@@ -257,6 +271,12 @@ pub struct Peer {
 impl Peer {
     pub fn destination(&self) -> Option<SocketAddr> {
         self.ice.selected()
+    }
+
+    /// A relay link to another engine: keyed by the control plane, no ICE or DTLS, and in every
+    /// partition (it carries tracks of all of them; the receiving engine partitions them again).
+    pub fn is_relay(&self) -> bool {
+        self.relay
     }
 
     pub fn is_connected(&self) -> bool {

@@ -197,6 +197,9 @@ pub struct Track {
     pub svc: Option<Box<crate::svc::SvcTrack>>,
     /// Which simulcast layers the publisher was told to send (dynacast).
     pub needs: LayerNeeds,
+    /// The partition its media belongs to when that is not its publisher's: a track a relay
+    /// link brought from another engine carries its original publisher's partition.
+    pub partition: Option<u32>,
 }
 
 impl Track {

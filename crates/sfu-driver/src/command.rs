@@ -2,6 +2,7 @@
 
 use crate::error::DriverError;
 use crate::worker::WorkerStats;
+use sfu_core::engine::RelayedTrack;
 use sfu_core::{PeerId, PeerStats, RtpForwardId, RtpForwardInfo, Subscription, TrackId};
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -128,6 +129,44 @@ pub enum Command {
         id: RtpForwardId,
         reply: Reply<bool>,
     },
+    /// Opens a relay link to the engine at `remote` (cascading between nodes), keyed with
+    /// `keying_material` shared by both ends; `initiator` is true on exactly one of them.
+    CreateRelayPeer {
+        remote: SocketAddr,
+        keying_material: Vec<u8>,
+        initiator: bool,
+        reply: Reply<PeerId>,
+    },
+    /// Starts sending `track` over the link `relay`.
+    RelayExport {
+        relay: PeerId,
+        track: TrackId,
+        reply: Reply<RelayedTrack>,
+    },
+    RelayUnexport {
+        relay: PeerId,
+        track: TrackId,
+        reply: Reply<()>,
+    },
+    /// Takes a stream the other end exports as a track of this engine, in `partition`.
+    RelayImport {
+        relay: PeerId,
+        relayed: RelayedTrack,
+        stream_id: String,
+        partition: u32,
+        reply: Reply<TrackId>,
+    },
+    RelayEndImport {
+        relay: PeerId,
+        track: TrackId,
+        reply: Reply<()>,
+    },
+    /// Moves a relayed track into `partition` (its publisher moved on the other node).
+    SetTrackPartition {
+        track: TrackId,
+        partition: u32,
+        reply: Reply<()>,
+    },
     PeerStats {
         peer: PeerId,
         reply: Reply<PeerStats>,
@@ -161,9 +200,15 @@ impl Command {
             | Command::SetLayerPreference { reply, .. }
             | Command::SetPriority { reply, .. }
             | Command::SetPartition { reply, .. }
+            | Command::RelayUnexport { reply, .. }
+            | Command::RelayEndImport { reply, .. }
+            | Command::SetTrackPartition { reply, .. }
             | Command::InjectPanic { reply }
             | Command::Shutdown { reply } => reply.send(Err(error)),
             Command::Subscribe { reply, .. } => reply.send(Err(error)),
+            Command::CreateRelayPeer { reply, .. } => reply.send(Err(error)),
+            Command::RelayExport { reply, .. } => reply.send(Err(error)),
+            Command::RelayImport { reply, .. } => reply.send(Err(error)),
             Command::PeerStats { reply, .. } => reply.send(Err(error)),
             Command::AddRtpForward { reply, .. } => reply.send(Err(error)),
             Command::RemoveRtpForward { reply, .. } => reply.send(Err(error)),

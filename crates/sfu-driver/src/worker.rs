@@ -5,6 +5,7 @@ use crate::command::{Command, Reply};
 use crate::error::DriverError;
 use crate::udp::{IoCounters, UdpIo};
 use mio::{Events, Interest, Poll, Token, Waker};
+use sfu_core::engine::RelayedTrack;
 use sfu_core::{
     Engine, EngineConfig, EngineStats, Event, Input, Output, PeerId, PeerStats, RtpForwardId,
     RtpForwardInfo, SfuError, Subscription, TrackId,
@@ -224,6 +225,45 @@ impl WorkerHandle {
     /// Whether a forward by that id still existed.
     pub fn remove_rtp_forward(&self, id: RtpForwardId) -> Result<bool, DriverError> {
         self.call(|reply| Command::RemoveRtpForward { id, reply })
+    }
+
+    /// Opens a relay link to the engine at `remote`.
+    pub fn create_relay_peer(
+        &self,
+        remote: SocketAddr,
+        keying_material: Vec<u8>,
+        initiator: bool,
+    ) -> Result<PeerId, DriverError> {
+        self.call(|reply| Command::CreateRelayPeer {
+            remote,
+            keying_material,
+            initiator,
+            reply,
+        })
+    }
+
+    pub fn relay_export(&self, relay: PeerId, track: TrackId) -> Result<RelayedTrack, DriverError> {
+        self.call(|reply| Command::RelayExport {
+            relay,
+            track,
+            reply,
+        })
+    }
+
+    pub fn relay_import(
+        &self,
+        relay: PeerId,
+        relayed: RelayedTrack,
+        stream_id: String,
+        partition: u32,
+    ) -> Result<TrackId, DriverError> {
+        self.call(|reply| Command::RelayImport {
+            relay,
+            relayed,
+            stream_id,
+            partition,
+            reply,
+        })
     }
 
     pub fn peer_stats(&self, peer: PeerId) -> Result<PeerStats, DriverError> {
@@ -500,6 +540,55 @@ impl<F: FnMut(Vec<WorkerEvent>) + Send + 'static> Worker<F> {
             }),
             Command::RemoveRtpForward { id, reply } => self.call(reply, |session, _| {
                 Ok(session.engine.remove_rtp_forward(id))
+            }),
+            Command::CreateRelayPeer {
+                remote,
+                keying_material,
+                initiator,
+                reply,
+            } => self.call(reply, |session, now| {
+                session
+                    .engine
+                    .create_relay_peer(remote, &keying_material, initiator, now)
+            }),
+            Command::RelayExport {
+                relay,
+                track,
+                reply,
+            } => self.call(reply, |session, now| {
+                session.engine.relay_export(relay, track, now)
+            }),
+            Command::RelayUnexport {
+                relay,
+                track,
+                reply,
+            } => self.call(reply, |session, _| {
+                session.engine.relay_unexport(relay, track)
+            }),
+            Command::RelayImport {
+                relay,
+                relayed,
+                stream_id,
+                partition,
+                reply,
+            } => self.call(reply, |session, _| {
+                session
+                    .engine
+                    .relay_import(relay, &relayed, &stream_id, partition)
+            }),
+            Command::RelayEndImport {
+                relay,
+                track,
+                reply,
+            } => self.call(reply, |session, _| {
+                session.engine.relay_end_import(relay, track)
+            }),
+            Command::SetTrackPartition {
+                track,
+                partition,
+                reply,
+            } => self.call(reply, |session, now| {
+                session.engine.set_track_partition(track, partition, now)
             }),
             Command::PeerStats { peer, reply } => {
                 self.call(reply, |session, _| session.engine.peer_stats(peer))

@@ -22,6 +22,10 @@ pub const SERVER: SocketAddr = SocketAddr::new(
     40000,
 );
 
+/// Ports simulated engines listen on ([`SERVER`] and others made by [`SimNetwork::at`]);
+/// peers use other ports.
+pub const ENGINE_PORTS: std::ops::Range<u16> = 40000..40010;
+
 /// An RTP packet a simulated peer decrypted.
 #[derive(Debug, Clone)]
 pub struct ReceivedRtp {
@@ -460,6 +464,8 @@ pub struct SimNetwork {
     pub events: Vec<Event>,
     /// Datagrams the engine sent to addresses no peer has.
     pub undelivered: usize,
+    /// Datagrams the engine sent to other engines (relay links), for [`SimNetwork::exchange`].
+    pub to_engines: Vec<(SocketAddr, Vec<u8>)>,
     /// Drop every n-th datagram from the engine to peers (0 = none); for loss tests.
     pub drop_every_nth_to_peers: usize,
     delivered_to_peers: usize,
@@ -467,8 +473,13 @@ pub struct SimNetwork {
 
 impl SimNetwork {
     pub fn new(seed: u64) -> Self {
-        let now = Instant::now();
-        let mut config = EngineConfig::new(SERVER);
+        Self::at(seed, SERVER, Instant::now())
+    }
+
+    /// A network whose engine listens on `address` (a second engine for relay tests), with its
+    /// clock at `now` so that two networks can keep one time.
+    pub fn at(seed: u64, address: SocketAddr, now: Instant) -> Self {
+        let mut config = EngineConfig::new(address);
         config.seed = seed;
         SimNetwork {
             engine: Engine::new(config, now).expect("engine"),
@@ -476,6 +487,7 @@ impl SimNetwork {
             peers: Vec::new(),
             events: Vec::new(),
             undelivered: 0,
+            to_engines: Vec::new(),
             drop_every_nth_to_peers: 0,
             delivered_to_peers: 0,
         }
@@ -597,6 +609,12 @@ impl SimNetwork {
                                 peer.handle_datagram(self.now, &transmit.contents)
                             }
                             Some(_) => {}
+                            None if transmit.destination.port() >= ENGINE_PORTS.start
+                                && transmit.destination.port() < ENGINE_PORTS.end =>
+                            {
+                                self.to_engines
+                                    .push((transmit.destination, transmit.contents.clone()))
+                            }
                             None => self.undelivered += 1,
                         }
                         self.engine.recycle(transmit.contents);
@@ -608,6 +626,52 @@ impl SimNetwork {
             if !moved {
                 return;
             }
+        }
+    }
+
+    /// Delivers what each engine sent the other over a relay link until both are quiet.
+    pub fn exchange(a: &mut SimNetwork, b: &mut SimNetwork) {
+        let (a_address, b_address) = (
+            a.engine.config().announced_addr,
+            b.engine.config().announced_addr,
+        );
+        for _ in 0..1000 {
+            a.run();
+            b.run();
+            if a.to_engines.is_empty() && b.to_engines.is_empty() {
+                return;
+            }
+            for (destination, datagram) in std::mem::take(&mut a.to_engines) {
+                if destination == b_address {
+                    b.engine.handle_input(Input::Datagram {
+                        at: b.now,
+                        source: a_address,
+                        data: &datagram,
+                    });
+                }
+            }
+            for (destination, datagram) in std::mem::take(&mut b.to_engines) {
+                if destination == a_address {
+                    a.engine.handle_input(Input::Datagram {
+                        at: a.now,
+                        source: b_address,
+                        data: &datagram,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Moves both networks' time on in `step`s, exchanging relay traffic after each.
+    pub fn advance_both(a: &mut SimNetwork, b: &mut SimNetwork, duration: Duration) {
+        let step = Duration::from_millis(10);
+        let end = a.now + duration;
+        while a.now < end {
+            a.now += step;
+            b.now = a.now;
+            a.engine.handle_input(Input::Tick(a.now));
+            b.engine.handle_input(Input::Tick(b.now));
+            SimNetwork::exchange(a, b);
         }
     }
 

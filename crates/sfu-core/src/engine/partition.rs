@@ -45,12 +45,7 @@ impl Engine {
             .enumerate()
             .filter_map(|(i, s)| s.subscription.as_ref().map(|sub| (i, sub)))
         {
-            let Some(publisher_partition) = self
-                .tracks
-                .get(&subscription.track)
-                .and_then(|t| self.peers.get(&t.publisher))
-                .map(|p| p.partition)
-            else {
+            let Some(publisher_partition) = self.track_partition(subscription.track) else {
                 continue;
             };
             if (publisher_partition == previous) != (publisher_partition == partition) {
@@ -64,7 +59,11 @@ impl Engine {
         }
         for track in peer.published_tracks().filter_map(|t| self.tracks.get(&t)) {
             for &(subscriber, slot) in &track.subscribers {
-                let Some(subscriber_partition) = self.peers.get(&subscriber).map(|p| p.partition)
+                let Some(subscriber_partition) = self
+                    .peers
+                    .get(&subscriber)
+                    .filter(|p| !p.relay)
+                    .map(|p| p.partition)
                 else {
                     continue;
                 };
@@ -93,14 +92,65 @@ impl Engine {
 
     /// Whether `track`'s publisher and `subscriber` share a partition (media may flow).
     pub(super) fn shares_partition(&self, track: TrackId, subscriber: PeerId) -> bool {
-        let publisher = self
-            .tracks
-            .get(&track)
-            .and_then(|t| self.peers.get(&t.publisher));
-        match (publisher, self.peers.get(&subscriber)) {
-            (Some(publisher), Some(subscriber)) => publisher.partition == subscriber.partition,
+        match (self.track_partition(track), self.peers.get(&subscriber)) {
+            (Some(_), Some(subscriber)) if subscriber.relay => true,
+            (Some(partition), Some(subscriber)) => partition == subscriber.partition,
             _ => false,
         }
+    }
+
+    /// The partition `track`'s media belongs to: its own when a relay brought it, else its
+    /// publisher's.
+    pub(super) fn track_partition(&self, track: TrackId) -> Option<u32> {
+        let track = self.tracks.get(&track)?;
+        track
+            .partition
+            .or_else(|| self.peers.get(&track.publisher).map(|p| p.partition))
+    }
+
+    /// Moves a track a relay link brought into `partition`: it then reaches only this engine's
+    /// subscribers in that partition (its original publisher moved into a breakout room on the
+    /// other engine). Subscriptions that start flowing again resume at a keyframe.
+    pub fn set_track_partition(
+        &mut self,
+        track_id: TrackId,
+        partition: u32,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        let previous = self
+            .track_partition(track_id)
+            .ok_or(SfuError::UnknownTrack(track_id))?;
+        let track = self
+            .tracks
+            .get_mut(&track_id)
+            .ok_or(SfuError::UnknownTrack(track_id))?;
+        track.partition = Some(partition);
+        if previous == partition {
+            return Ok(());
+        }
+        let mut crossings = Vec::new();
+        for &(subscriber, slot) in &track.subscribers {
+            let Some(subscriber_partition) = self
+                .peers
+                .get(&subscriber)
+                .filter(|p| !p.relay)
+                .map(|p| p.partition)
+            else {
+                continue;
+            };
+            if (subscriber_partition == previous) != (subscriber_partition == partition) {
+                crossings.push(Crossing {
+                    subscriber,
+                    slot,
+                    track: track_id,
+                    now_together: subscriber_partition == partition,
+                });
+            }
+        }
+        for crossing in crossings {
+            self.cross_partition(crossing, now);
+        }
+        Ok(())
     }
 
     /// The slot (index, RTX SSRC, RTX payload type) that carries probe padding to `peer`: one

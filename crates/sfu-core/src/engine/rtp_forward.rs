@@ -191,18 +191,6 @@ fn best_layer(track: &mut Track, now: Instant) -> Option<usize> {
         .find(|&index| track.layers[index].is_active(now))
 }
 
-/// The codec's name as an SDP rtpmap spells it.
-fn rtp_name(codec: CodecKind) -> &'static str {
-    match codec {
-        CodecKind::Opus => "opus",
-        CodecKind::Vp8 => "VP8",
-        CodecKind::H264 => "H264",
-        CodecKind::Vp9 => "VP9",
-        CodecKind::Av1 => "AV1",
-        CodecKind::Red => "red",
-    }
-}
-
 impl Engine {
     /// Starts sending `track`'s RTP, decrypted, as plain RTP to `destination` from the engine's
     /// UDP port: its own random SSRC, sequence numbers and timestamps continuous, no header
@@ -260,7 +248,7 @@ impl Engine {
             destination,
             ssrc,
             payload_type: primary.pt,
-            codec: rtp_name(primary.codec),
+            codec: primary.codec.rtp_name(),
             clock_rate: primary.codec.clock_rate(),
             channels: (primary.codec == CodecKind::Opus).then_some(2),
         })

@@ -1,0 +1,286 @@
+//! Relay links between engines (cascading): one peer per remote engine carries tracks both ways
+//! over SRTP keyed by the control plane, without ICE, DTLS or SDP. The exporting engine sends a
+//! track into a send slot of the link as it would to a subscriber (layer choice, congestion
+//! control, NACK answers, keyframe requests upstream); the importing engine takes that stream as
+//! a track of its own and fans it out to its subscribers.
+
+use super::{Engine, REPORT_INTERVAL};
+use crate::error::SfuError;
+use crate::forward::PacketCache;
+use crate::ids::{MediaKind, PeerId, TrackId};
+use crate::peer::{
+    ConnectionState, DownlinkControl, IncomingStream, MediaLine, PayloadTypes, SendSlot,
+};
+use crate::srtp::{self, SrtpProfile};
+use crate::track::{Layer, Track, VoiceActivity};
+use crate::twcc::TwccRecorder;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Both ends of a link use these header extension ids; no SDP negotiates them.
+const RELAY_TWCC_EXTENSION: u8 = 1;
+const RELAY_DEPENDENCY_DESCRIPTOR_EXTENSION: u8 = 2;
+const RELAY_SRTP_PROFILE: SrtpProfile = SrtpProfile::AeadAes128Gcm;
+
+/// Bytes of keying material a link needs: two keys and two salts, as DTLS-SRTP exports them.
+pub const RELAY_KEYING_MATERIAL_LEN: usize = 2 * (16 + 12);
+
+/// What the importing engine needs to know of a stream the exporting engine sends on a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayedTrack {
+    pub kind: MediaKind,
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
+    /// The payload types the stream uses on the link, one entry per codec.
+    pub payload_types: Vec<PayloadTypes>,
+}
+
+impl Engine {
+    /// Opens a link to the engine at `remote`. Both ends get the same `keying_material`
+    /// ([`RELAY_KEYING_MATERIAL_LEN`] random bytes, shared through the control plane) and opposite
+    /// `initiator` flags, which decide who protects with which half.
+    pub fn create_relay_peer(
+        &mut self,
+        remote: SocketAddr,
+        keying_material: &[u8],
+        initiator: bool,
+        now: Instant,
+    ) -> Result<PeerId, SfuError> {
+        if keying_material.len() != RELAY_KEYING_MATERIAL_LEN {
+            return Err(SfuError::InvalidArgument(format!(
+                "a relay link needs {RELAY_KEYING_MATERIAL_LEN} bytes of keying material, got {}",
+                keying_material.len()
+            )));
+        }
+        if remote.port() == 0 || remote.ip().is_unspecified() {
+            return Err(SfuError::InvalidArgument(format!(
+                "a relay link needs a concrete address, got {remote}"
+            )));
+        }
+        if let Some(&existing) = self.by_address.get(&remote) {
+            return Err(SfuError::InvalidArgument(format!(
+                "{remote} is already the address of {existing}"
+            )));
+        }
+        debug_assert_eq!(
+            srtp::keying_material_len(RELAY_SRTP_PROFILE),
+            RELAY_KEYING_MATERIAL_LEN
+        );
+        let id = self.create_peer(now);
+        let (outbound, inbound) =
+            srtp::contexts_from_keying_material(RELAY_SRTP_PROFILE, keying_material, initiator);
+        let peer = self.peers.get_mut(&id).expect("just created");
+        // Nobody checks a relay's credentials: a binding request naming them must not find it.
+        self.by_ufrag.remove(&peer.ice.local_ufrag);
+        peer.relay = true;
+        peer.ice.pin(remote);
+        peer.srtp_outbound = Some(outbound);
+        peer.srtp_inbound = Some(inbound);
+        peer.state = ConnectionState::Connected;
+        peer.twcc_extension = Some(RELAY_TWCC_EXTENSION);
+        peer.twcc_recorder = Some(TwccRecorder::new());
+        peer.downlink = Some(Box::new(DownlinkControl::new()));
+        peer.dependency_descriptor_extension = Some(RELAY_DEPENDENCY_DESCRIPTOR_EXTENSION);
+        peer.next_report_at = now + REPORT_INTERVAL;
+        self.by_address.insert(remote, id);
+        Ok(id)
+    }
+
+    fn relay_peer(&mut self, relay: PeerId) -> Result<&mut crate::peer::Peer, SfuError> {
+        let peer = self
+            .peers
+            .get_mut(&relay)
+            .ok_or(SfuError::UnknownPeer(relay))?;
+        if !peer.relay {
+            return Err(SfuError::InvalidArgument(format!(
+                "{relay} is not a relay link"
+            )));
+        }
+        Ok(peer)
+    }
+
+    /// Starts sending `track` (published on this engine) over the link; the answer is what the
+    /// other engine passes to [`Engine::relay_import`]. A slot a finished export left free is
+    /// reused, so a long meeting does not grow the link.
+    pub fn relay_export(
+        &mut self,
+        relay: PeerId,
+        track_id: TrackId,
+        now: Instant,
+    ) -> Result<RelayedTrack, SfuError> {
+        let track = self
+            .tracks
+            .get(&track_id)
+            .ok_or(SfuError::UnknownTrack(track_id))?;
+        if self.peers.get(&track.publisher).is_some_and(|p| p.relay) {
+            // Links form a full mesh; passing a relayed track on could loop.
+            return Err(SfuError::InvalidArgument(format!(
+                "{track_id} came over a relay link and is not sent on"
+            )));
+        }
+        let (kind, payload_types) = (track.kind, track.payload_types.clone());
+        let reusable = {
+            let peer = self.relay_peer(relay)?;
+            if peer.slot_of_track(track_id).is_some() {
+                return Err(SfuError::AlreadySubscribed {
+                    peer: relay,
+                    track: track_id,
+                });
+            }
+            peer.slots.iter().any(|slot| {
+                slot.kind == kind
+                    && slot.subscription.is_none()
+                    && slot.payload_types == payload_types
+            })
+        };
+        if !reusable {
+            let ssrc = self.random_ssrc();
+            let has_rtx = payload_types.iter().any(|p| p.rtx_pt.is_some());
+            let rtx_ssrc = if has_rtx {
+                Some(self.random_ssrc())
+            } else {
+                None
+            };
+            let rtx_sequence = self.rng_u16();
+            let peer = self.relay_peer(relay)?;
+            let mid = format!("relay{}", peer.slots.len());
+            peer.slots.push(SendSlot {
+                mid,
+                kind,
+                ssrc,
+                rtx_ssrc,
+                payload_types: payload_types.clone(),
+                subscription: None,
+                rtx_sequence,
+                packets_sent: 0,
+                octets_sent: 0,
+                continuation: None,
+            });
+        }
+        self.subscribe_matching(relay, track_id, &payload_types, now)?;
+        let peer = self.relay_peer(relay)?;
+        let slot = peer
+            .slot_of_track(track_id)
+            .map(|index| &peer.slots[index])
+            .ok_or(SfuError::NotSubscribed {
+                peer: relay,
+                track: track_id,
+            })?;
+        Ok(RelayedTrack {
+            kind,
+            ssrc: slot.ssrc,
+            rtx_ssrc: slot.rtx_ssrc,
+            payload_types: slot.payload_types.clone(),
+        })
+    }
+
+    /// Subscribes the link to `track_id` on a free slot with exactly these payload types.
+    fn subscribe_matching(
+        &mut self,
+        relay: PeerId,
+        track_id: TrackId,
+        payload_types: &[PayloadTypes],
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        // The other engine maps the stream by the slot's payload types, so they must be the
+        // track's own: a free slot that merely shares a codec will not do.
+        let peer = self.relay_peer(relay)?;
+        let wanted = peer
+            .slots
+            .iter()
+            .position(|slot| slot.subscription.is_none() && slot.payload_types == payload_types)
+            .ok_or(SfuError::NoFreeSlot {
+                peer: relay,
+                track: track_id,
+            })?;
+        self.subscribe_slot(relay, track_id, wanted, now)
+    }
+
+    /// Stops sending `track` over the link; its slot waits for the next export.
+    pub fn relay_unexport(&mut self, relay: PeerId, track_id: TrackId) -> Result<(), SfuError> {
+        self.relay_peer(relay)?;
+        self.unsubscribe(relay, track_id)
+    }
+
+    /// Takes a stream the other engine exports on the link as a track of this engine, which
+    /// this engine's peers can subscribe to. `partition` is its original publisher's.
+    pub fn relay_import(
+        &mut self,
+        relay: PeerId,
+        relayed: &RelayedTrack,
+        stream_id: &str,
+        partition: u32,
+    ) -> Result<TrackId, SfuError> {
+        let Some(first) = relayed.payload_types.first() else {
+            return Err(SfuError::InvalidArgument(
+                "a relayed track needs at least one payload type".into(),
+            ));
+        };
+        let clock_rate = first.codec.clock_rate();
+        let track_id = TrackId(self.next_track);
+        let cache_packets = self.config.nack_cache_packets;
+        let peer = self.relay_peer(relay)?;
+        let ssrcs = std::iter::once(relayed.ssrc).chain(relayed.rtx_ssrc);
+        if let Some(taken) = ssrcs.clone().find(|ssrc| peer.incoming.contains_key(ssrc)) {
+            return Err(SfuError::InvalidArgument(format!(
+                "SSRC {taken} already carries a track on {relay}"
+            )));
+        }
+        peer.incoming
+            .insert(relayed.ssrc, IncomingStream::Media(track_id, 0));
+        if let Some(rtx) = relayed.rtx_ssrc {
+            peer.incoming
+                .insert(rtx, IncomingStream::Retransmission(track_id, 0));
+        }
+        let mid = format!("relay-in{}", track_id.0);
+        peer.media.push(MediaLine::Publish {
+            mid: mid.clone(),
+            track: track_id,
+        });
+        self.next_track += 1;
+        let cache = (relayed.kind == MediaKind::Video).then(|| PacketCache::new(cache_packets));
+        self.tracks.insert(
+            track_id,
+            Track {
+                id: track_id,
+                publisher: relay,
+                kind: relayed.kind,
+                mid,
+                stream_id: stream_id.to_owned(),
+                payload_types: relayed.payload_types.clone(),
+                layers: vec![Layer::new(
+                    None,
+                    Some(relayed.ssrc),
+                    relayed.rtx_ssrc,
+                    cache,
+                )],
+                subscribers: Vec::new(),
+                clock_rate,
+                voice: VoiceActivity::default(),
+                svc: None,
+                needs: Default::default(),
+                partition: Some(partition),
+            },
+        );
+        Ok(track_id)
+    }
+
+    /// Ends a track [`Engine::relay_import`] made: its subscribers' slots are freed (the
+    /// exporting engine ended or stopped it).
+    pub fn relay_end_import(&mut self, relay: PeerId, track_id: TrackId) -> Result<(), SfuError> {
+        let peer = self.relay_peer(relay)?;
+        let position = peer
+            .media
+            .iter()
+            .position(|line| matches!(line, MediaLine::Publish { track, .. } if *track == track_id))
+            .ok_or(SfuError::UnknownTrack(track_id))?;
+        peer.media.remove(position);
+        self.end_published_track(relay, track_id);
+        Ok(())
+    }
+
+    fn rng_u16(&mut self) -> u16 {
+        use rand_chacha::rand_core::RngCore;
+        self.rng.next_u32() as u16
+    }
+}
