@@ -27,8 +27,9 @@ const CHROMIUM_ARGS = [
   '--disable-backgrounding-occluded-windows',
 ]
 
-export function launchBrowser(): Promise<Browser> {
-  return puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, protocolTimeout: 60_000 })
+/** One headless Chromium; `extraArgs` add switches for one test's browser (e.g. trusting a test certificate). */
+export function launchBrowser(extraArgs: readonly string[] = []): Promise<Browser> {
+  return puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, ...extraArgs], protocolTimeout: 60_000 })
 }
 
 /** A server on free ports of 127.0.0.1 with the native media engine. */
