@@ -13,6 +13,7 @@ if [ "$for_tests" = 1 ]; then
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
   command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
+  command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
   # The recorder's tests: a virtual display, a sound server and the encoder.
   command -v Xvfb >/dev/null 2>&1 || need_apt+=(xvfb)
   command -v xauth >/dev/null 2>&1 || need_apt+=(xauth)
