@@ -68,6 +68,7 @@ export const TrackDetails = z.object({
 })
 export type TrackDetails = z.infer<typeof TrackDetails>
 
+/** How it came in: the signaling WebSocket, a WHIP publisher, or a WHEP viewer (hidden from members). */
 export const ParticipantKind = z.enum(['member', 'whip', 'whep'])
 export type ParticipantKind = z.infer<typeof ParticipantKind>
 

@@ -15,7 +15,7 @@ export interface Config extends ServerOptions {
  * CONCLAVE_HTTP_PORT (8080), CONCLAVE_HTTP_HOST (0.0.0.0), CONCLAVE_UDP_PORT (40000),
  * CONCLAVE_UDP_BIND_ADDRESS (0.0.0.0), CONCLAVE_ANNOUNCED_ADDRESS (127.0.0.1),
  * CONCLAVE_JWT_SECRET (unset: open), CONCLAVE_JWKS_URL, CONCLAVE_API_KEY, CONCLAVE_REDIS_URL (unset: in
- * memory), CONCLAVE_REDIS_PREFIX, CONCLAVE_NODE_ID, CONCLAVE_RESUME_GRACE_MS (15000; 0: no resume), CONCLAVE_LAST_N (0: off; else each participant hears only the N loudest), CONCLAVE_LOG_LEVEL (info). Recording: CONCLAVE_RECORDER_COMMAND,
+ * memory), CONCLAVE_REDIS_PREFIX, CONCLAVE_NODE_ID, CONCLAVE_RELAY_ADDRESS (the announced address), CONCLAVE_RESUME_GRACE_MS (15000; 0: no resume), CONCLAVE_LAST_N (0: off; else each participant hears only the N loudest), CONCLAVE_LOG_LEVEL (info). Recording: CONCLAVE_RECORDER_COMMAND,
  * CONCLAVE_RECORDINGS_DIR (./recordings), CONCLAVE_AZURE_STORAGE_CONNECTION_STRING with CONCLAVE_AZURE_CONTAINER.
  * Throws on a malformed value.
  */
@@ -37,6 +37,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   if (env.CONCLAVE_REDIS_URL) config.redisUrl = url(env, 'CONCLAVE_REDIS_URL', ['redis:', 'rediss:'])
   if (env.CONCLAVE_REDIS_PREFIX) config.redisPrefix = env.CONCLAVE_REDIS_PREFIX
   if (env.CONCLAVE_NODE_ID) config.nodeId = env.CONCLAVE_NODE_ID
+  const relayAddress = ip(env, 'CONCLAVE_RELAY_ADDRESS')
+  if (relayAddress !== undefined) config.relayAddress = relayAddress
   const rawGrace = env.CONCLAVE_RESUME_GRACE_MS
   if (rawGrace) {
     const graceMs = Number(rawGrace)

@@ -1,6 +1,6 @@
 // createServer: wires media, rooms, auth and HTTP together and listens. Tests start one per case.
 
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
@@ -10,7 +10,9 @@ import { WebSocketServer } from 'ws'
 import { MAX_MESSAGE_BYTES } from '@conclave/protocol'
 import { createAuth } from './auth/authenticator.js'
 import { type EventBus, MemoryEventBus } from './cluster/event-bus.js'
+import { MediaRelay } from './cluster/media-relay.js'
 import { RedisEventBus } from './cluster/redis-event-bus.js'
+import { RedisRelayMessenger } from './cluster/relay-messenger.js'
 import { createApp } from './http/app.js'
 import type { Readiness } from './http/rest-api.js'
 import { clientAssetsDir, loadStaticAssets } from './http/static-assets.js'
@@ -60,6 +62,11 @@ export interface ServerOptions {
   turn?: TurnOptions
   /** This instance's name in participant records. Default a random one. */
   nodeId?: string
+  /**
+   * With Redis: the IP other instances reach this one's UDP port at, for the relay links that carry
+   * media between instances (cascading). Default `announcedAddress`.
+   */
+  relayAddress?: string
   /** How long a participant's record outlives its node's last renewal, in ms. Default 30 000 (renewed every third of it). */
   leaseMs?: number
   /**
@@ -106,6 +113,7 @@ export async function createServer({
   redisPrefix,
   turn,
   nodeId = `node-${randomBytes(4).toString('hex')}`,
+  relayAddress,
   leaseMs = 30_000,
   resumeGraceMs = 15_000,
   recording = {},
@@ -132,9 +140,14 @@ export async function createServer({
     onTrackChange: (track, change) => {
       meeting?.trackChanged(track, change)
       recordingsOfTracks?.trackChanged(track, change)
+      relay?.trackChanged(track, change)
     },
+    onRoomChange: (roomId, change) => relay?.roomChanged(roomId, change),
     lastN,
+    // In a cluster the rooms' tracks come from every node: their ids must not collide.
+    ...(redisUrl !== undefined ? { trackIdPrefix: `${createHash('sha256').update(nodeId).digest('hex').slice(0, 8)}-` } : {}),
   })
+  let relay: MediaRelay | undefined
   const auth = createAuth({ jwtSecret, jwksUrl, log })
   let redis: Redis | undefined
   let store: RoomStore
@@ -146,6 +159,17 @@ export async function createServer({
     bus = await RedisEventBus.connect(redis, { log, ...(redisPrefix ? { prefix: redisPrefix } : {}) })
     const client = redis
     readiness.redis = () => client.ping()
+    relay = new MediaRelay({
+      nodeId,
+      media,
+      rooms,
+      store,
+      bus,
+      messenger: await RedisRelayMessenger.connect(redis, { nodeId, log, ...(redisPrefix ? { prefix: redisPrefix } : {}) }),
+      address: { address: relayAddress ?? announcedAddress, port: media.udpPort },
+      log: log.child({ component: 'relay', nodeId }),
+    })
+    await relay.start()
   } else {
     store = new MemoryRoomStore({ leaseMs })
     bus = new MemoryEventBus()
@@ -229,6 +253,7 @@ export async function createServer({
         })
         await meetingService.close()
         await rooms.close()
+        await relay?.close()
         await bus.close()
         await store.close()
         redis?.disconnect()

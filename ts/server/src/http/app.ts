@@ -50,7 +50,7 @@ export function createApp({ rooms, meeting, store, auth, apiKey, readiness, log,
   })
   for (const kind of ['whip', 'whep'] as const) {
     app.use(`/${kind}/*`, sessionCors)
-    app.route(`/${kind}`, createSessionRoutes({ kind, rooms, auth: auth.authenticator, store }))
+    app.route(`/${kind}`, createSessionRoutes({ kind, sessions: meeting.sessions, auth: auth.authenticator, store }))
   }
 
   const rest = createRestApi({ meeting, auth, apiKey, log, recordings, store, ...(readiness ? { readiness } : {}) })

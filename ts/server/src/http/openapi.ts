@@ -56,7 +56,7 @@ const OPERATIONS: Operation[] = [
   { method: 'get', path: '/v1/rooms/{room}', summary: 'Get a room', status: 200, response: RoomDetails },
   { method: 'patch', path: '/v1/rooms/{room}', summary: 'Lock or unlock a room, turn its waiting room on or off', request: UpdateRoomRequest, status: 200, response: RoomDetails },
   { method: 'delete', path: '/v1/rooms/{room}', summary: 'Close a room: everyone in it is disconnected', status: 204 },
-  { method: 'get', path: '/v1/rooms/{room}/participants', summary: 'List participants (waiting and active)', status: 200, response: ParticipantList },
+  { method: 'get', path: '/v1/rooms/{room}/participants', summary: 'List participants (waiting and active; WHIP publishers and hidden WHEP viewers too)', status: 200, response: ParticipantList },
   { method: 'get', path: '/v1/rooms/{room}/participants/{participant}', summary: 'Get a participant', status: 200, response: ParticipantDetails },
   {
     method: 'patch',

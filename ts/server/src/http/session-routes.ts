@@ -1,17 +1,18 @@
 // WHIP (RFC 9725) and WHEP endpoints: one offer in, one answer out, a resource URL to DELETE.
 // The server is ICE-lite and puts all its candidates in the answer, so trickle (PATCH) is refused.
+// Sessions are participants of the meeting (StreamSessions): a DELETE works on any node.
 
 import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { RoomId } from '@conclave/protocol'
 import { AppError } from '../app-error.js'
 import { type Authenticator, authorizeRoom, bearerToken, type Principal } from '../auth/authenticator.js'
-import type { RoomService } from '../rooms/room-service.js'
+import type { StreamSessions } from '../rooms/stream-sessions.js'
 import type { RoomStore } from '../state/room-store.js'
 
 export interface SessionRoutesOptions {
   kind: 'whip' | 'whep'
-  rooms: RoomService
+  sessions: StreamSessions
   auth: Authenticator
   /** Where removed identities are recorded. */
   store?: RoomStore
@@ -19,7 +20,7 @@ export interface SessionRoutesOptions {
   maxOfferBytes?: number
 }
 
-export function createSessionRoutes({ kind, rooms, auth, store, maxOfferBytes = 64 * 1024 }: SessionRoutesOptions): Hono {
+export function createSessionRoutes({ kind, sessions, auth, store, maxOfferBytes = 64 * 1024 }: SessionRoutesOptions): Hono {
   const routes = new Hono()
 
   /** WHIP needs canPublish, WHEP canSubscribe; a removed identity gets neither. */
@@ -48,12 +49,12 @@ export function createSessionRoutes({ kind, rooms, auth, store, maxOfferBytes = 
       }
       const offer = await c.req.text()
       if (offer.trim() === '') throw new AppError('invalid_sdp', 'invalid SDP: the offer is empty')
-      const name = c.req.query('name')?.trim().slice(0, 64) || 'WHIP publisher'
-      const { participant, sdp } = kind === 'whip' ? await rooms.publish(room, offer, name) : await rooms.view(room, offer)
+      const name = c.req.query('name')?.trim().slice(0, 64) || undefined
+      const { resourceId, sdp } = await sessions.open(kind, principal, room, offer, name)
       return c.body(sdp, 201, {
         'Content-Type': 'application/sdp',
-        Location: `/${kind}/${encodeURIComponent(room)}/${participant.resourceId}`,
-        ETag: `"${participant.resourceId}"`,
+        Location: `/${kind}/${encodeURIComponent(room)}/${resourceId}`,
+        ETag: `"${resourceId}"`,
       })
     },
   )
@@ -61,9 +62,9 @@ export function createSessionRoutes({ kind, rooms, auth, store, maxOfferBytes = 
   routes.delete('/:room/:resource', async (c) => {
     const principal = await auth.authenticate(bearerToken(c.req.header('authorization')))
     const room = roomOf(c.req.param('room'), principal)
-    const participant = rooms.findSession(kind, room, c.req.param('resource'))
-    if (participant === undefined) throw new AppError('resource_not_found', `no ${kind.toUpperCase()} session at this URL`)
-    await rooms.leave(participant, 'deleted')
+    if (!(await sessions.end(kind, room, c.req.param('resource')))) {
+      throw new AppError('resource_not_found', `no ${kind.toUpperCase()} session at this URL`)
+    }
     return c.body(null, 200)
   })
 

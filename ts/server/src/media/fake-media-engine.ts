@@ -2,19 +2,21 @@
 
 import { AppError } from '../app-error.js'
 import type { MediaKind } from '@conclave/protocol'
-import type {
-  EngineTrackId,
-  LayerPreference,
-  MediaEngine,
-  MediaEvent,
-  MediaEventListener,
-  MediaStats,
-  MediaSubscription,
-  PeerId,
-  PeerStats,
-  RtpForwardDestination,
-  RtpForwardId,
-  RtpForwardInfo,
+import {
+  type EngineTrackId,
+  type LayerPreference,
+  type MediaEngine,
+  type MediaEvent,
+  type MediaEventListener,
+  type MediaStats,
+  type MediaSubscription,
+  type PeerId,
+  type PeerStats,
+  RELAY_KEYING_MATERIAL_BYTES,
+  type RelayedTrack,
+  type RtpForwardDestination,
+  type RtpForwardId,
+  type RtpForwardInfo,
 } from './media-engine.js'
 import { checkRtpForwardDestination } from './rtp-forward-destination.js'
 
@@ -24,6 +26,8 @@ interface FakePeer {
   /** Published tracks by the mid they arrive on. */
   published: Map<string, EngineTrackId>
   localOffer?: FakeLocalOffer
+  /** A relay link to another node's engine. */
+  relay?: true
 }
 
 /** An offer the fake made (`createOffer`) that waits for its answer: the mids and kinds it adds. */
@@ -53,6 +57,8 @@ export class FakeMediaEngine implements MediaEngine {
   readonly calls: unknown[][] = []
   /** Each peer's partition as last set (absent: the main room, 0). */
   readonly partitions = new Map<PeerId, number>()
+  /** Each imported track's partition as last set. */
+  readonly trackPartitions = new Map<EngineTrackId, number>()
 
   constructor({ udpPort = 40000 }: { udpPort?: number } = {}) {
     this.udpPort = udpPort
@@ -203,6 +209,67 @@ export class FakeMediaEngine implements MediaEngine {
     this.#rtpForwards.delete(id)
     // A forward ends with its track, as in the engine.
     return trackId !== undefined && this.#tracks.has(trackId)
+  }
+
+  /** A link is a peer whose slots carry exports (`relay:<trackId>`) and whose tracks are imports. */
+  async createRelayLink(remote: RtpForwardDestination, keyingMaterial: Uint8Array, initiator: boolean): Promise<PeerId> {
+    this.#record('createRelayLink', `${remote.address}:${remote.port}`, initiator)
+    this.#open()
+    if (keyingMaterial.length !== RELAY_KEYING_MATERIAL_BYTES) {
+      throw new AppError('invalid_argument', `a relay link needs ${RELAY_KEYING_MATERIAL_BYTES} bytes of keying material`)
+    }
+    const id = this.#nextPeer++ as PeerId
+    this.#peers.set(id, { slots: new Map(), published: new Map(), relay: true })
+    return id
+  }
+
+  async relayExport(link: PeerId, trackId: EngineTrackId): Promise<RelayedTrack> {
+    this.#record('relayExport', link, trackId)
+    const peer = this.#relay(link)
+    const track = this.#tracks.get(trackId)
+    if (track === undefined) throw new AppError('track_not_found', `track-${trackId} does not exist`)
+    const mid = `relay:${trackId}`
+    if (peer.slots.has(mid)) throw new AppError('already_subscribed', `peer-${link} already receives track-${trackId}`)
+    peer.slots.set(mid, { kind: track.kind, track: trackId })
+    const payloadTypes = track.kind === 'audio' ? [{ codec: 'opus', payloadType: 111 }] : [{ codec: 'VP8', payloadType: 96, rtxPayloadType: 97 }]
+    return { kind: track.kind, ssrc: 7000 + trackId, payloadTypes }
+  }
+
+  async relayUnexport(link: PeerId, trackId: EngineTrackId): Promise<void> {
+    this.#record('relayUnexport', link, trackId)
+    if (!this.#relay(link).slots.delete(`relay:${trackId}`)) throw new AppError('not_subscribed', `peer-${link} does not receive track-${trackId}`)
+  }
+
+  async relayImport(link: PeerId, relayed: RelayedTrack, streamId: string, partition: number): Promise<EngineTrackId> {
+    this.#record('relayImport', link, relayed.ssrc, streamId, partition)
+    const peer = this.#relay(link)
+    const trackId = this.#nextTrack++ as EngineTrackId
+    peer.published.set(`import:${relayed.ssrc}`, trackId)
+    this.#tracks.set(trackId, { owner: link, kind: relayed.kind })
+    this.trackPartitions.set(trackId, partition)
+    return trackId
+  }
+
+  async relayEndImport(link: PeerId, trackId: EngineTrackId): Promise<void> {
+    this.#record('relayEndImport', link, trackId)
+    const peer = this.#relay(link)
+    const mid = [...peer.published].find(([, id]) => id === trackId)?.[0]
+    if (mid === undefined) throw new AppError('track_not_found', `track-${trackId} does not exist`)
+    peer.published.delete(mid)
+    this.#dropTrack(trackId)
+    this.#emitLater([{ type: 'track-ended', peerId: link, trackId }])
+  }
+
+  async setTrackPartition(trackId: EngineTrackId, partition: number): Promise<void> {
+    this.#record('setTrackPartition', trackId, partition)
+    if (!this.#tracks.has(trackId)) throw new AppError('track_not_found', `track-${trackId} does not exist`)
+    this.trackPartitions.set(trackId, partition)
+  }
+
+  #relay(link: PeerId): FakePeer {
+    const peer = this.#peer(link)
+    if (peer.relay !== true) throw new AppError('invalid_argument', `peer-${link} is not a relay link`)
+    return peer
   }
 
   async peerStats(peerId: PeerId): Promise<PeerStats> {

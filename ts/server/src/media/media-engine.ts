@@ -77,6 +77,28 @@ export interface RtpForwardInfo {
   channels?: number
 }
 
+/** One codec of a relayed stream: its payload type on the link. */
+export interface RelayPayloadType {
+  /** The rtpmap name: "opus", "red", "VP8", "H264", "VP9" or "AV1". */
+  codec: string
+  payloadType: number
+  rtxPayloadType?: number
+}
+
+/**
+ * What one node's engine exports on a relay link and another node's engine imports (cascading):
+ * carried between nodes as JSON, read by neither control plane.
+ */
+export interface RelayedTrack {
+  kind: MediaKind
+  ssrc: number
+  rtxSsrc?: number
+  payloadTypes: RelayPayloadType[]
+}
+
+/** Bytes of keying material a relay link needs; both ends get the same. */
+export const RELAY_KEYING_MATERIAL_BYTES = 56
+
 export interface PeerStats {
   peerId: PeerId
   connected: boolean
@@ -168,6 +190,26 @@ export interface MediaEngine {
   addRtpForward(trackId: EngineTrackId, destination: RtpForwardDestination): Promise<RtpForwardInfo>
   /** Stops a forward; resolves false if it had already ended (with its track, or removed before). */
   removeRtpForward(id: RtpForwardId): Promise<boolean>
+  /**
+   * Opens a relay link to another node's engine at `remote` (its UDP port): a peer without ICE,
+   * DTLS or SDP whose SRTP keys are `keyingMaterial` (RELAY_KEYING_MATERIAL_BYTES random bytes
+   * both ends share); `initiator` is true at exactly one end. `closePeer` closes it. Rejects with
+   * `invalid_argument` (key length, an unspecified address, a link to that address already open).
+   */
+  createRelayLink(remote: RtpForwardDestination, keyingMaterial: Uint8Array, initiator: boolean): Promise<PeerId>
+  /** Starts sending `trackId` (published on this engine) over `link`; resolves with what the other end imports. */
+  relayExport(link: PeerId, trackId: EngineTrackId): Promise<RelayedTrack>
+  /** Stops sending `trackId` over `link`. */
+  relayUnexport(link: PeerId, trackId: EngineTrackId): Promise<void>
+  /**
+   * Takes a stream the other end exports on `link` as a track of this engine, which this engine's
+   * peers subscribe to like any other, in media partition `partition` (its publisher's).
+   */
+  relayImport(link: PeerId, relayed: RelayedTrack, streamId: string, partition: number): Promise<EngineTrackId>
+  /** Ends a track `relayImport` made; its subscribers' m-lines are freed. */
+  relayEndImport(link: PeerId, trackId: EngineTrackId): Promise<void>
+  /** Moves an imported track into `partition` (its publisher changed breakout room on its node). */
+  setTrackPartition(trackId: EngineTrackId, partition: number): Promise<void>
   peerStats(peerId: PeerId): Promise<PeerStats>
   stats(): Promise<MediaStats>
   /** Adds a listener for event batches; returns the function that removes it. */

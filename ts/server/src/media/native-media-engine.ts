@@ -13,6 +13,7 @@ import type {
   MediaSubscription,
   PeerId,
   PeerStats,
+  RelayedTrack,
   RtpForwardDestination,
   RtpForwardId,
   RtpForwardInfo,
@@ -140,6 +141,40 @@ class NativeMediaEngine implements MediaEngine {
 
   removeRtpForward(id: RtpForwardId): Promise<boolean> {
     return call(this.#worker.removeRtpForward(id))
+  }
+
+  createRelayLink(remote: RtpForwardDestination, keyingMaterial: Uint8Array, initiator: boolean): Promise<PeerId> {
+    return call(this.#worker.createRelayPeer(remote, Buffer.from(keyingMaterial), initiator)) as Promise<PeerId>
+  }
+
+  async relayExport(link: PeerId, trackId: EngineTrackId): Promise<RelayedTrack> {
+    const relayed = await call(this.#worker.relayExport(link, trackId))
+    return {
+      kind: relayed.kind,
+      ssrc: relayed.ssrc,
+      ...(relayed.rtxSsrc != null ? { rtxSsrc: relayed.rtxSsrc } : {}),
+      payloadTypes: relayed.payloadTypes.map(({ codec, payloadType, rtxPayloadType }) => ({
+        codec,
+        payloadType,
+        ...(rtxPayloadType != null ? { rtxPayloadType } : {}),
+      })),
+    }
+  }
+
+  relayUnexport(link: PeerId, trackId: EngineTrackId): Promise<void> {
+    return call(this.#worker.relayUnexport(link, trackId))
+  }
+
+  relayImport(link: PeerId, relayed: RelayedTrack, streamId: string, partition: number): Promise<EngineTrackId> {
+    return call(this.#worker.relayImport(link, relayed, streamId, partition)) as Promise<EngineTrackId>
+  }
+
+  relayEndImport(link: PeerId, trackId: EngineTrackId): Promise<void> {
+    return call(this.#worker.relayEndImport(link, trackId))
+  }
+
+  setTrackPartition(trackId: EngineTrackId, partition: number): Promise<void> {
+    return call(this.#worker.setTrackPartition(trackId, partition))
   }
 
   async peerStats(peerId: PeerId): Promise<PeerStats> {

@@ -41,6 +41,7 @@ import { type Participant, type PublishedTrack, newParticipantId } from './parti
 import { hashResumeId, newResumeId, resumeIdMatches } from './resume-id.js'
 import { type Negotiated, type RoomService, subscriptionsOf } from './room-service.js'
 import { SerialQueue } from './serial-queue.js'
+import { StreamSessions } from './stream-sessions.js'
 
 /** A member's connection as the meeting needs it. */
 export interface MemberChannel {
@@ -126,6 +127,8 @@ export class MeetingService {
   readonly #applying = new SerialQueue()
   readonly #refresher: NodeJS.Timeout
   readonly #recordings: RecordingControl | undefined
+  /** WHIP publishers and WHEP viewers, recorded and announced as participants. */
+  readonly sessions: StreamSessions
   /**
    * The recordings in progress per room, oldest first, from the bus: any node's recorder, so late
    * joiners see the indicator. A composite and a per-track recording may run at once.
@@ -151,6 +154,7 @@ export class MeetingService {
     })
     this.#refresher = setInterval(() => void this.#refreshLeases(), refreshIntervalMs)
     this.#refresher.unref()
+    this.sessions = new StreamSessions({ rooms, store, bus, nodeId, log, refreshIntervalMs, createsRoom: joinCreatesRoom, now })
   }
 
   get nodeId(): string {
@@ -539,6 +543,7 @@ export class MeetingService {
     clearInterval(this.#refresher)
     this.#unsubscribe()
     await Promise.all([...this.#local.keys()].map((id) => this.leave(id, 'server_closing').catch(() => undefined)))
+    await this.sessions.close()
   }
 
   // Internals.
@@ -648,6 +653,7 @@ export class MeetingService {
 
   /** Keeps the store's record of a local member's tracks in step with its media. */
   trackChanged(track: PublishedTrack, change: 'published' | 'ended'): void {
+    this.sessions.trackChanged(track, change)
     const member = this.#local.get(track.owner.id)
     if (member === undefined || member.gone) return
     const others = member.record.tracks.filter((known) => known.trackId !== track.id)
@@ -861,6 +867,8 @@ function isListed(participant: ParticipantRecord): boolean {
 }
 
 export function participantInfo(record: ParticipantRecord): ParticipantInfo {
+  // A WHIP publisher is not a person in the meeting: no role, no hand (see ParticipantInfo).
+  if (record.kind === 'whip') return { participantId: record.participantId, name: record.name }
   const info: ParticipantInfo = { participantId: record.participantId, name: record.name, role: record.role, handRaised: record.handRaised }
   if (record.connection === 'reconnecting') info.state = 'reconnecting'
   else if (record.connection === 'connected') info.state = 'active'

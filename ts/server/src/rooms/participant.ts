@@ -6,8 +6,11 @@ import type { EngineTrackId, PeerId } from '../media/media-engine.js'
 import type { Room } from './room.js'
 import { SerialQueue } from './serial-queue.js'
 
-/** How the participant came in: the signaling WebSocket, a WHIP publisher or a WHEP viewer. */
-export type ParticipantKind = 'member' | 'whip' | 'whep'
+/**
+ * How the participant came in: the signaling WebSocket, a WHIP publisher or a WHEP viewer; or
+ * `remote`, held by another node: the stand-in owner of the tracks this node imports from it.
+ */
+export type ParticipantKind = 'member' | 'whip' | 'whep' | 'remote'
 
 /** Where a member's events go: its WebSocket. */
 export interface ParticipantSink {
@@ -28,6 +31,8 @@ export class PublishedTrack {
 
   /** A host or cohost muted it: no one is subscribed and no one will be. */
   muted = false
+  /** Published on another node and brought here by a relay link (`cluster/media-relay.ts`). */
+  imported = false
 
   info(): TrackInfo {
     const info: TrackInfo = { trackId: this.id, participantId: this.owner.id, kind: this.kind }
@@ -49,8 +54,6 @@ export function newParticipantId(): ParticipantId {
 }
 
 export class Participant {
-  /** The unguessable name of a WHIP/WHEP session in its resource URL; never sent to others. */
-  readonly resourceId = randomUUID()
   /** Set by the first offer. */
   peerId: PeerId | undefined
   state: 'active' | 'left' = 'active'
@@ -77,6 +80,8 @@ export class Participant {
     readonly name: string,
     readonly sink: ParticipantSink | undefined,
     readonly id: ParticipantId = newParticipantId(),
+    /** The unguessable name of a WHIP/WHEP session in its resource URL; never sent to others. */
+    readonly resourceId: string = randomUUID(),
   ) {}
 
   info(): ParticipantInfo {

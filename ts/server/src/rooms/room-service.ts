@@ -5,7 +5,7 @@
 import type { MediaKind, ParticipantId, RoomId, SubscriptionInfo, TrackId, TrackSource } from '@conclave/protocol'
 import { AppError, hasCode } from '../app-error.js'
 import { type Logger, redactAddress } from '../log.js'
-import type { MediaEngine, MediaEvent, PeerId } from '../media/media-engine.js'
+import type { EngineTrackId, MediaEngine, MediaEvent, PeerId } from '../media/media-engine.js'
 import { AdaptiveMedia } from './adaptive-media.js'
 import { Participant, type ParticipantKind, type ParticipantSink, PublishedTrack } from './participant.js'
 import { Room } from './room.js'
@@ -20,6 +20,20 @@ export interface RoomServiceOptions {
   lastN?: number
   /** How long a server offer may wait for its answer before the participation ends. Default 10 s. */
   serverOfferTimeoutMs?: number
+  /** Put before the engine's number in track ids, so that nodes of a cluster never hand out the same id. */
+  trackIdPrefix?: string
+  /** Told when this node gets its first participant of a room (`opened`) and loses its last (`closed`). */
+  onRoomChange?: (roomId: RoomId, change: 'opened' | 'closed') => void
+}
+
+/** A track another node publishes, as this node's relay link brought it in. */
+export interface ImportedTrackSpec {
+  engineId: EngineTrackId
+  id: TrackId
+  kind: MediaKind
+  source: TrackSource | undefined
+  muted: boolean
+  owner: { id: ParticipantId; name: string }
 }
 
 export interface JoinOptions {
@@ -32,6 +46,18 @@ export interface JoinOptions {
   announce?: boolean
   /** It answers server offers: the room adds the receive m-lines it lacks (`ServerOffers`). Default false. */
   serverOffers?: boolean
+}
+
+/** How a WHIP/WHEP session is opened; the meeting's StreamSessions sets them all. */
+export interface SessionOptions {
+  /** Use this id (the session's record id) instead of a new one. */
+  id?: ParticipantId
+  /** Use this resource id (its URL's last segment) instead of a new one. */
+  resourceId?: string
+  /** Told when the server ends the session (its peer was lost); room events sent to it are dropped. */
+  sink?: ParticipantSink
+  /** Tell the room's members that a publisher joined and left. Default true; false when the caller does. */
+  announce?: boolean
 }
 
 export interface Negotiated {
@@ -55,13 +81,17 @@ export class RoomService {
   readonly #stopListening: () => void
 
   readonly #onTrackChange: RoomServiceOptions['onTrackChange']
+  readonly #onRoomChange: RoomServiceOptions['onRoomChange']
+  readonly #trackIdPrefix: string
   readonly #adaptive: AdaptiveMedia
   readonly #serverOffers: ServerOffers
 
-  constructor({ media, log, onTrackChange, lastN = 0, serverOfferTimeoutMs }: RoomServiceOptions) {
+  constructor({ media, log, onTrackChange, lastN = 0, serverOfferTimeoutMs, trackIdPrefix = '', onRoomChange }: RoomServiceOptions) {
     this.#media = media
     this.#log = log
     this.#onTrackChange = onTrackChange
+    this.#onRoomChange = onRoomChange
+    this.#trackIdPrefix = trackIdPrefix
     this.#adaptive = new AdaptiveMedia({ media, log, lastN })
     this.#serverOffers = new ServerOffers({
       media,
@@ -154,12 +184,12 @@ export class RoomService {
   }
 
   /** WHIP: a publisher's offer. The publisher is announced once its offer is answered. */
-  async publish(roomId: RoomId, sdp: string, name: string): Promise<OpenedSession> {
-    const participant = this.#admit(roomId, 'whip', name, undefined)
+  async publish(roomId: RoomId, sdp: string, name: string, { id, resourceId, sink, announce = true }: SessionOptions = {}): Promise<OpenedSession> {
+    const participant = this.#admit(roomId, 'whip', name, sink, id, resourceId)
     try {
       const answer = await participant.queue.run(() => this.#applyOffer(participant, sdp))
       // Runs before the offer's track-published events: the engine replies before it reports.
-      this.#announce(participant)
+      if (announce) this.#announce(participant)
       this.#log.info('whip session opened', { roomId, participantId: participant.id, peerId: participant.peerId })
       return { participant, sdp: answer }
     } catch (error) {
@@ -169,8 +199,8 @@ export class RoomService {
   }
 
   /** WHEP: a viewer's offer. Its receive m-lines are filled with the room's tracks, now and later. */
-  async view(roomId: RoomId, sdp: string): Promise<OpenedSession> {
-    const participant = this.#admit(roomId, 'whep', 'WHEP viewer', undefined)
+  async view(roomId: RoomId, sdp: string, { id, resourceId, sink }: SessionOptions = {}): Promise<OpenedSession> {
+    const participant = this.#admit(roomId, 'whep', 'WHEP viewer', sink, id, resourceId)
     try {
       const answer = await participant.queue.run(async () => {
         const answer = await this.#applyOffer(participant, sdp)
@@ -215,7 +245,10 @@ export class RoomService {
     this.#adaptive.left(participant)
     this.#serverOffers.forget(participant)
     if (participant.announced) room.broadcast({ type: 'participant-left', participantId: participant.id })
-    if (room.participants.size === 0 && this.#rooms.get(room.id) === room) this.#rooms.delete(room.id)
+    if (room.participants.size === 0 && this.#rooms.get(room.id) === room) {
+      this.#rooms.delete(room.id)
+      this.#onRoomChange?.(room.id, 'closed')
+    }
     this.#log.info('participant left', { roomId: room.id, participantId: participant.id, peerId: participant.peerId, reason })
 
     participant.closed = participant.queue.run(async () => {
@@ -230,6 +263,39 @@ export class RoomService {
       }
     })
     return participant.closed
+  }
+
+  /**
+   * Adds a track another node publishes, imported into this node's engine, to the local room: its
+   * members hear of it and receive it as any other. Undefined when no participant of the room is
+   * here (any more).
+   */
+  addImportedTrack(roomId: RoomId, spec: ImportedTrackSpec): PublishedTrack | undefined {
+    const room = this.#rooms.get(roomId)
+    if (room === undefined) return undefined
+    // Never a member of the room here: it only owns what was imported.
+    const owner = new Participant(room, 'remote', spec.owner.name, undefined, spec.owner.id)
+    const track = new PublishedTrack(spec.engineId, spec.id, spec.kind, owner, spec.source)
+    track.imported = true
+    track.muted = spec.muted
+    room.tracks.set(track.engineId, track)
+    room.broadcast({ type: 'track-published', track: track.info() })
+    this.#log.info('imported track added', { roomId, trackId: track.id, participantId: owner.id, kind: track.kind })
+    for (const viewer of room.participants.values()) {
+      if (!fillsItself(viewer)) continue
+      viewer.queue
+        .run(() => this.#fillSlots(viewer))
+        .catch((error: unknown) => this.#log.warn('subscribing a viewer failed', { participantId: viewer.id, err: error }))
+    }
+    return track
+  }
+
+  /** Ends an imported track here (its node ended it, or stopped sending it); false when it was not here. */
+  endImportedTrack(roomId: RoomId, engineId: EngineTrackId): boolean {
+    const track = this.#rooms.get(roomId)?.tracks.get(engineId)
+    if (track === undefined || !track.imported) return false
+    this.#endTrack(track)
+    return true
   }
 
   room(roomId: RoomId): Room | undefined {
@@ -307,15 +373,17 @@ export class RoomService {
     })
   }
 
-  #admit(roomId: RoomId, kind: ParticipantKind, name: string, sink: ParticipantSink | undefined, id?: ParticipantId): Participant {
+  #admit(roomId: RoomId, kind: ParticipantKind, name: string, sink: ParticipantSink | undefined, id?: ParticipantId, resourceId?: string): Participant {
     let room = this.#rooms.get(roomId)
+    const opened = room === undefined
     if (room === undefined) {
       room = new Room(roomId)
       this.#rooms.set(roomId, room)
     }
-    const participant = new Participant(room, kind, name, sink, id)
+    const participant = new Participant(room, kind, name, sink, id, resourceId)
     room.participants.set(participant.id, participant)
     if (kind !== 'member') this.#bySession.set(participant.resourceId, participant)
+    if (opened) this.#onRoomChange?.(roomId, 'opened')
     return participant
   }
 
@@ -412,7 +480,7 @@ export class RoomService {
     this.#adaptive.trackEnded(track)
     this.#dropReceivers(track)
     this.#log.info('track ended', { roomId: room.id, trackId: track.id, participantId: track.owner.id })
-    this.#onTrackChange?.(track, 'ended')
+    if (!track.imported) this.#onTrackChange?.(track, 'ended')
   }
 
   /** Unsubscribes every receiver of `track`; a viewer's freed m-line takes another track. */
@@ -441,7 +509,7 @@ export class RoomService {
         }
         const room = owner.room
         const source = owner.kind === 'whip' ? undefined : (owner.sources.get(event.mid) ?? defaultSource(event.kind))
-        const track = new PublishedTrack(event.trackId, `track-${event.trackId}` as TrackId, event.kind, owner, source)
+        const track = new PublishedTrack(event.trackId, `track-${this.#trackIdPrefix}${event.trackId}` as TrackId, event.kind, owner, source)
         room.tracks.set(track.engineId, track)
         owner.published.add(track.engineId)
         this.#adaptive.trackPublished(track, event.mid)

@@ -226,11 +226,67 @@ describe('meeting control in Chromium', { skip: nativeAddonProblem, timeout: 300
         assert.deepEqual(await muted.json(), { count: 2 })
         await expectStopped(ada, bobMids, "Bob's packets at Ada to stop after a mute through instance 2")
 
-        // A removal through instance 2 disconnects Bob on instance 1.
+        // A removal through instance 2 disconnects Bob on instance 1 (its other peers: Ada, the relay link to instance 2).
+        const peersBefore = (await one.media.stats()).peers
         assert.equal((await fetch(`${two.url}/v1/rooms/shared/participants/${bobId}`, { method: 'DELETE', headers: api })).status, 204)
         await bob.waitForFunction('document.querySelector("#status").textContent.includes("removed you")', { polling: 50, timeout: 10_000 })
-        await eventually('instance 1 to close Bob', async () => (await one.media.stats()).peers === 1)
+        await eventually('instance 1 to close Bob', async () => (await one.media.stats()).peers === peersBefore - 1)
         await Promise.all([ada.close(), bob.close(), carol.close()])
+      } finally {
+        await Promise.all([one.close(), two.close()])
+      }
+    })
+
+    test('members on two instances see and hear each other through a relay link, in and out of breakouts', { timeout: 120_000 }, async () => {
+      const options = { jwtSecret: secret, apiKey, redisUrl: redis.url }
+      const one = await startServer({ ...options, nodeId: 'relay-one' })
+      const two = await startServer({ ...options, nodeId: 'relay-two' })
+      try {
+        const started = Date.now()
+        const ada = await joinMeeting(browser, one, 'cascade', 'Ada', await token('cascade', 'ada', 'host'))
+        const carol = await joinMeeting(browser, two, 'cascade', 'Carol', await token('cascade', 'carol'))
+        const [adaSees, carolSees] = await Promise.all([expectMediaFlowing(ada, 'Ada (instance 1) from Carol'), expectMediaFlowing(carol, 'Carol (instance 2) from Ada')])
+        console.log(`media across instances: both decoding ${Date.now() - started} ms after the first join; Ada ${JSON.stringify(adaSees)} Carol ${JSON.stringify(carolSees)}`)
+        // One link each way, one peer per member: the media really crossed between the engines.
+        for (const [server, name] of [[one, 'instance 1'], [two, 'instance 2']] as const) {
+          const stats = await server.media.stats()
+          assert.equal(stats.peers, 2, `${name}: its member and the relay link`)
+          assert.equal(stats.tracks, 4, `${name}: its member's two tracks and the two imported`)
+        }
+        const adaId = await participantIdOf(ada)
+        const carolId = await participantIdOf(carol)
+        const adaMidsAtCarol = await midsOf(carol, adaId)
+        assert.equal(adaMidsAtCarol.length, 2, "Carol receives Ada's audio and video")
+
+        // A third member on instance 1 and breakouts: Carol (instance 2) goes with Bob, Ada stays out.
+        const bob = await joinMeeting(browser, one, 'cascade', 'Bob', await token('cascade', 'bob'))
+        const bobId = await participantIdOf(bob)
+        await expectMediaFlowing(carol, "Carol from Ada and Bob", { videoStreams: 2 })
+        const bobMidsAtCarol = await eventually("Carol's m-lines for Bob", async () => {
+          const mids = await midsOf(carol, bobId)
+          return mids.length === 2 ? mids : undefined
+        })
+        const breakouts = await fetch(`${two.url}/v1/rooms/cascade/breakouts`, {
+          method: 'POST',
+          headers: api,
+          body: JSON.stringify({ groups: [{ name: 'Pair', participantIds: [carolId, bobId] }] }),
+        })
+        assert.equal(breakouts.status, 201, await breakouts.clone().text())
+        await expectStopped(carol, adaMidsAtCarol, "Ada's packets at Carol to stop: Ada is in the main room")
+        await expectRising(carol, bobMidsAtCarol, "Bob's packets to keep reaching Carol in their breakout")
+        assert.equal((await fetch(`${two.url}/v1/rooms/cascade/breakouts`, { method: 'DELETE', headers: api })).status, 204)
+        await expectRising(carol, adaMidsAtCarol, "Ada's packets at Carol again after the breakouts end")
+
+        // A mute on instance 1 stops Ada's media at Carol on instance 2.
+        const muted = await fetch(`${one.url}/v1/rooms/cascade/participants/${adaId}/mute`, { method: 'POST', headers: api, body: '{}' })
+        assert.deepEqual(await muted.json(), { count: 2 })
+        await expectStopped(carol, adaMidsAtCarol, "Ada's packets at Carol to stop after a mute on instance 1")
+
+        // The last member on instance 2 leaves: instance 1 stops sending over the link.
+        await carol.close()
+        await eventually('instance 2 to end its imports', async () => (await two.media.stats()).tracks === 0)
+        await eventually('instance 1 to stop exporting', async () => (await one.media.stats()).subscriptions === 2, { timeoutMs: 10_000 })
+        await Promise.all([ada.close(), bob.close()])
       } finally {
         await Promise.all([one.close(), two.close()])
       }

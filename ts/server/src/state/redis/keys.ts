@@ -24,6 +24,14 @@ export function redisKeys(prefix = 'conclave:') {
     removed: (roomId: RoomId) => `${prefix}room:${roomId}:removed`,
     /** Pub/sub channel: every ClusterEvent of every room, as JSON. */
     events: () => `${prefix}events`,
+    /** String: JSON {address, port} where node `nodeId`'s engine takes relay links. PEXPIRE: refreshed while the node runs. */
+    relayNode: (nodeId: string) => `${prefix}relay:node:${nodeId}`,
+    /** String: hex keying material of the relay link between two nodes (ids sorted). EXPIRE: a day, set once. */
+    relayLinkKey: (a: string, b: string) => `${prefix}relay:link:${a < b ? `${a}|${b}` : `${b}|${a}`}`,
+    /** Pub/sub channel: relay messages to one node (export requests, replies, unexports), as JSON. */
+    relayInbox: (nodeId: string) => `${prefix}relay:inbox:${nodeId}`,
+    /** Pub/sub channel: relay messages to every node (tracks published and ended), as JSON. */
+    relayAnnouncements: () => `${prefix}relay:announcements`,
   }
 }
 
