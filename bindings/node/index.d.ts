@@ -156,14 +156,20 @@ export interface PeerStats {
   availableOutgoingBitrateBps: number
 }
 
+/** One stream of a relayed track: a simulcast layer, or the only one. */
+export interface RelayedLayer {
+  ssrc: number
+  rtxSsrc?: number
+}
+
 /**
  * What one engine exports on a relay link and the other imports: opaque to the control plane,
  * which carries it from node to node as JSON.
  */
 export interface RelayedTrack {
   kind: 'audio' | 'video'
-  ssrc: number
-  rtxSsrc?: number
+  /** One stream per simulcast layer, in the publisher's layer order. */
+  layers: Array<RelayedLayer>
   payloadTypes: Array<RelayPayloadType>
 }
 

@@ -585,8 +585,14 @@ fn relayed_track(
         .collect::<std::result::Result<Vec<_>, Failure>>()?;
     Ok(sfu_core::engine::RelayedTrack {
         kind: media_kind(&relayed.kind)?,
-        ssrc: relayed.ssrc,
-        rtx_ssrc: relayed.rtx_ssrc,
+        layers: relayed
+            .layers
+            .iter()
+            .map(|layer| sfu_core::engine::RelayedLayer {
+                ssrc: layer.ssrc,
+                rtx_ssrc: layer.rtx_ssrc,
+            })
+            .collect(),
         payload_types,
     })
 }

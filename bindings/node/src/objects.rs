@@ -302,14 +302,21 @@ pub struct RelayPayloadType {
     pub rtx_payload_type: Option<u32>,
 }
 
+/// One stream of a relayed track: a simulcast layer, or the only one.
+#[napi(object)]
+pub struct RelayedLayer {
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
+}
+
 /// What one engine exports on a relay link and the other imports: opaque to the control plane,
 /// which carries it from node to node as JSON.
 #[napi(object)]
 pub struct RelayedTrack {
     #[napi(ts_type = "'audio' | 'video'")]
     pub kind: String,
-    pub ssrc: u32,
-    pub rtx_ssrc: Option<u32>,
+    /// One stream per simulcast layer, in the publisher's layer order.
+    pub layers: Vec<RelayedLayer>,
     pub payload_types: Vec<RelayPayloadType>,
 }
 
@@ -317,8 +324,14 @@ impl From<sfu_core::engine::RelayedTrack> for RelayedTrack {
     fn from(relayed: sfu_core::engine::RelayedTrack) -> Self {
         RelayedTrack {
             kind: relayed.kind.as_str().to_owned(),
-            ssrc: relayed.ssrc,
-            rtx_ssrc: relayed.rtx_ssrc,
+            layers: relayed
+                .layers
+                .iter()
+                .map(|layer| RelayedLayer {
+                    ssrc: layer.ssrc,
+                    rtx_ssrc: layer.rtx_ssrc,
+                })
+                .collect(),
             payload_types: relayed
                 .payload_types
                 .iter()

@@ -32,7 +32,7 @@ mod rtp_forward;
 mod scalable;
 
 pub use partition::MAIN_PARTITION;
-pub use relay::{RelayedTrack, RELAY_KEYING_MATERIAL_LEN};
+pub use relay::{RelayedLayer, RelayedTrack, MAX_RELAYED_LAYERS, RELAY_KEYING_MATERIAL_LEN};
 
 /// Every pooled datagram buffer has room for a full-size packet plus SRTP/RTX overhead, so
 /// protecting or wrapping in RTX never reallocates.
@@ -706,7 +706,7 @@ impl Engine {
                 peer: subscriber,
                 track: track_id,
             })?;
-        self.subscribe_slot(subscriber, track_id, slot_index, now)?;
+        self.subscribe_slot(subscriber, track_id, slot_index, None, now)?;
         let slot = &self.peers[&subscriber].slots[slot_index];
         Ok(Subscription {
             mid: slot.mid.clone(),
@@ -714,12 +714,14 @@ impl Engine {
         })
     }
 
-    /// Starts sending `track_id` to `subscriber` on its free slot `slot_index`.
+    /// Starts sending `track_id` to `subscriber` on its free slot `slot_index`; with
+    /// `pinned_layer`, always that simulcast layer.
     fn subscribe_slot(
         &mut self,
         subscriber: PeerId,
         track_id: TrackId,
         slot_index: usize,
+        pinned_layer: Option<usize>,
         now: Instant,
     ) -> Result<(), SfuError> {
         let initial_sequence = self.rng.next_u32() as u16;
@@ -737,7 +739,8 @@ impl Engine {
             track: track_id,
             rewriter,
             layer: None,
-            target_layer: 0,
+            target_layer: pinned_layer.unwrap_or(0),
+            pinned_layer,
             max_spatial_layer: None,
             max_height: None,
             max_temporal_layer: None,
@@ -1192,6 +1195,14 @@ impl Engine {
                 }
             }
         }
+        // Relay links carry the publisher's audio level on, so that the other engine's voice
+        // activity (active speaker, audio last-N) sees the track as this one does.
+        let audio_level = match (track.kind, peer.audio_level_extension) {
+            (MediaKind::Audio, Some(id)) => rtp::extensions(scratch, &header)
+                .find(|(i, value)| *i == id && !value.is_empty())
+                .map(|(_, value)| &value[..1]),
+            _ => None,
+        };
         let partition = track.partition.unwrap_or(peer.partition);
         // Forwarded to subscribers that negotiated it: their decoders find frames and layers by it.
         let descriptor = svc_frame
@@ -1311,7 +1322,13 @@ impl Engine {
                 timestamp,
                 slot.ssrc,
             );
-            let descriptor = descriptor.zip(subscriber.dependency_descriptor_extension);
+            let descriptor = descriptor
+                .zip(subscriber.dependency_descriptor_extension)
+                .or_else(|| {
+                    audio_level
+                        .filter(|_| subscriber.relay)
+                        .zip(subscriber.audio_level_extension)
+                });
             if let (Some(id), Some(downlink)) = (
                 subscriber.twcc_extension,
                 subscriber.downlink.as_deref_mut(),
@@ -1649,6 +1666,9 @@ impl Engine {
         else {
             return 0;
         };
+        if let Some(pinned) = subscription.pinned_layer {
+            return pinned;
+        }
         let Some(track) = self.tracks.get_mut(&subscription.track) else {
             return 0;
         };

@@ -99,6 +99,8 @@ pub struct SlotSubscription {
     pub layer: Option<usize>,
     /// The layer to switch to at its next keyframe.
     pub target_layer: usize,
+    /// Always this layer (a relay link carries each simulcast layer on a slot of its own).
+    pub pinned_layer: Option<usize>,
     /// The subscriber's wish: at most this layer (0 = lowest quality) and this picture height.
     pub max_spatial_layer: Option<u8>,
     pub max_height: Option<u16>,

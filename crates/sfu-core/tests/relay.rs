@@ -2,7 +2,7 @@
 //! a subscriber of the other, keyframe requests travel back to the publisher, the relayed track
 //! keeps its publisher's partition, and a link keyed differently carries nothing.
 
-use sfu_core::engine::{RelayedTrack, RELAY_KEYING_MATERIAL_LEN};
+use sfu_core::engine::{RelayedLayer, RelayedTrack, RELAY_KEYING_MATERIAL_LEN};
 use sfu_core::{MediaKind, PeerId, SfuError, TrackId};
 use sfu_testkit::*;
 use std::net::SocketAddr;
@@ -187,7 +187,7 @@ fn ending_the_import_frees_the_subscribers_slot_and_the_export_slot_is_reused() 
 
     let (second, _) = relay(&mut cluster, video, 0);
     assert_eq!(
-        second.ssrc, first.ssrc,
+        second.layers, first.layers,
         "the link's free slot carries it again"
     );
     send_frame(&mut cluster, true);
@@ -309,8 +309,10 @@ fn bad_relay_arguments_are_refused() {
     ));
     let empty = RelayedTrack {
         kind: MediaKind::Video,
-        ssrc: 5,
-        rtx_ssrc: None,
+        layers: vec![RelayedLayer {
+            ssrc: 5,
+            rtx_ssrc: None,
+        }],
         payload_types: Vec::new(),
     };
     assert!(matches!(
@@ -318,6 +320,29 @@ fn bad_relay_arguments_are_refused() {
             .edge
             .engine
             .relay_import(cluster.edge_link, &empty, "x", 0),
+        Err(SfuError::InvalidArgument(_))
+    ));
+    let no_layers = RelayedTrack {
+        layers: Vec::new(),
+        ..audio_export(&mut cluster)
+    };
+    assert!(matches!(
+        cluster
+            .edge
+            .engine
+            .relay_import(cluster.edge_link, &no_layers, "x", 0),
+        Err(SfuError::InvalidArgument(_))
+    ));
+    let exported = audio_export(&mut cluster);
+    let same_ssrc_twice = RelayedTrack {
+        layers: vec![exported.layers[0], exported.layers[0]],
+        ..exported
+    };
+    assert!(matches!(
+        cluster
+            .edge
+            .engine
+            .relay_import(cluster.edge_link, &same_ssrc_twice, "x", 0),
         Err(SfuError::InvalidArgument(_))
     ));
 }
@@ -366,4 +391,155 @@ fn a_link_outlives_the_ice_consent_timeout() {
             .connected
     );
     assert_eq!(received(&cluster, VP8_PT).len(), 1);
+}
+
+/// What the origin sends for Alice's audio track on the link, exported anew.
+fn audio_export(cluster: &mut Cluster) -> RelayedTrack {
+    let (audio, link, now) = (cluster.audio, cluster.origin_link, cluster.origin.now);
+    match cluster.origin.engine.relay_export(link, audio, now) {
+        Ok(relayed) => relayed,
+        Err(_) => {
+            cluster.origin.engine.relay_unexport(link, audio).unwrap();
+            cluster
+                .origin
+                .engine
+                .relay_export(link, audio, now)
+                .unwrap()
+        }
+    }
+}
+
+const MID_EXT: u8 = 4;
+const RID_EXT: u8 = 10;
+const SIMULCAST: [(&str, u32, (u16, u16)); 3] = [
+    ("q", 0xa1, (320, 180)),
+    ("h", 0xa2, (640, 360)),
+    ("f", 0xa3, (1280, 720)),
+];
+
+/// Which layer a forwarded payload came from: each layer's payloads have their own length.
+fn layer_of(payload: &[u8]) -> usize {
+    (payload.len() - 200) / 10
+}
+
+#[test]
+fn each_simulcast_layer_crosses_and_the_importing_engine_chooses_per_subscriber() {
+    let mut origin = SimNetwork::new(5);
+    let mut edge = SimNetwork::at(6, OTHER_ENGINE, origin.now);
+    let (alice, _, track) = origin.join_simulcast_publisher("alice", 5000, |offer| offer);
+    let small = edge.join("small", 5001, |p| p.subscriber_offer(0, 1));
+    let large = edge.join("large", 5002, |p| p.subscriber_offer(0, 1));
+    let origin_link = origin
+        .engine
+        .create_relay_peer(OTHER_ENGINE, &keys(7), true, origin.now)
+        .unwrap();
+    let edge_link = edge
+        .engine
+        .create_relay_peer(SERVER, &keys(7), false, edge.now)
+        .unwrap();
+    let relayed = origin
+        .engine
+        .relay_export(origin_link, track, origin.now)
+        .unwrap();
+    assert_eq!(relayed.layers.len(), 3, "one stream per layer");
+    let imported = edge
+        .engine
+        .relay_import(edge_link, &relayed, "alice", 0)
+        .unwrap();
+    for (_, peer) in [small, large] {
+        edge.engine.subscribe(peer, imported, edge.now).unwrap();
+    }
+    edge.engine
+        .set_layer_preference(small.1, imported, Some(0), None, edge.now)
+        .unwrap();
+
+    for n in 1..=40u16 {
+        for (i, (rid, ssrc, size)) in SIMULCAST.iter().enumerate() {
+            let payload = vp8_payload_with_ids(
+                n == 1 || n == 20,
+                1000 * (i as u16 + 1) + n,
+                (10 * i as u8).wrapping_add(n as u8),
+                *size,
+                200 + 10 * i,
+            );
+            let extensions: [(u8, &[u8]); 2] = [(MID_EXT, b"0"), (RID_EXT, rid.as_bytes())];
+            origin.peers[alice].send_rtp_with_extensions(
+                VP8_PT,
+                *ssrc,
+                n,
+                n as u32 * 3000,
+                true,
+                &payload,
+                &extensions,
+            );
+        }
+        SimNetwork::exchange(&mut origin, &mut edge);
+        SimNetwork::advance_both(&mut origin, &mut edge, Duration::from_millis(33));
+    }
+    let layers = |who: (usize, PeerId)| -> Vec<usize> {
+        edge.peers[who.0]
+            .received_rtp
+            .iter()
+            .filter(|p| p.payload_type == VP8_PT)
+            .map(|p| layer_of(&p.payload))
+            .collect()
+    };
+    let (small_layers, large_layers) = (layers(small), layers(large));
+    assert!(!small_layers.is_empty() && !large_layers.is_empty());
+    assert!(
+        small_layers.iter().all(|&l| l == 0),
+        "the small viewer gets the low layer only: {small_layers:?}"
+    );
+    assert!(
+        large_layers.iter().any(|&l| l > 0),
+        "the large viewer gets a higher layer: {large_layers:?}"
+    );
+
+    origin.engine.relay_unexport(origin_link, track).unwrap();
+    assert_eq!(
+        origin.engine.peer_stats(origin_link).unwrap().subscriptions,
+        0,
+        "unexport frees every layer's slot"
+    );
+}
+
+#[test]
+fn a_relayed_audio_track_carries_its_voice_activity() {
+    let mut cluster = cluster(keys(7));
+    let audio = cluster.audio;
+    let (_, imported) = relay(&mut cluster, audio, 0);
+    // 600 ms of loud voice (level 20 -dBov), 20 ms packets with the RFC 6464 extension (id 1).
+    for n in 0..30u16 {
+        let extensions: [(u8, &[u8]); 1] = [(1, &[0x80 | 20])];
+        cluster.origin.peers[cluster.alice].send_rtp_with_extensions(
+            OPUS_PT,
+            AUDIO_SSRC,
+            n,
+            u32::from(n) * 960,
+            false,
+            &[0xfc, n as u8, 1, 2, 3],
+            &extensions,
+        );
+        SimNetwork::exchange(&mut cluster.origin, &mut cluster.edge);
+        SimNetwork::advance_both(
+            &mut cluster.origin,
+            &mut cluster.edge,
+            Duration::from_millis(20),
+        );
+    }
+    let speaking_at_edge = cluster.edge.events.iter().any(|event| {
+        matches!(event, sfu_core::Event::SpeakingChanged { track, speaking: true, .. } if *track == imported)
+    });
+    assert!(
+        speaking_at_edge,
+        "the edge hears Alice speak on the imported track"
+    );
+    let received = received(&cluster, OPUS_PT);
+    assert_eq!(received.len(), 30);
+    assert!(
+        received
+            .iter()
+            .all(|p| p.extensions.iter().all(|(id, _)| *id != 1)),
+        "Bob's packets carry only what Bob negotiated"
+    );
 }

@@ -20,20 +20,32 @@ use std::time::Instant;
 /// Both ends of a link use these header extension ids; no SDP negotiates them.
 const RELAY_TWCC_EXTENSION: u8 = 1;
 const RELAY_DEPENDENCY_DESCRIPTOR_EXTENSION: u8 = 2;
+const RELAY_AUDIO_LEVEL_EXTENSION: u8 = 3;
 const RELAY_SRTP_PROFILE: SrtpProfile = SrtpProfile::AeadAes128Gcm;
 
 /// Bytes of keying material a link needs: two keys and two salts, as DTLS-SRTP exports them.
 pub const RELAY_KEYING_MATERIAL_LEN: usize = 2 * (16 + 12);
 
-/// What the importing engine needs to know of a stream the exporting engine sends on a link.
+/// One stream of a relayed track on the link: a simulcast layer, or the only one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayedLayer {
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
+}
+
+/// What the importing engine needs to know of a track the exporting engine sends on a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayedTrack {
     pub kind: MediaKind,
-    pub ssrc: u32,
-    pub rtx_ssrc: Option<u32>,
-    /// The payload types the stream uses on the link, one entry per codec.
+    /// One stream per simulcast layer, in the publisher's layer order, so that the importing
+    /// engine chooses a layer for each of its subscribers as the exporting one would.
+    pub layers: Vec<RelayedLayer>,
+    /// The payload types the streams use on the link, one entry per codec.
     pub payload_types: Vec<PayloadTypes>,
 }
+
+/// A simulcast track has at most this many layers (and so streams on a link).
+pub const MAX_RELAYED_LAYERS: usize = crate::track::MAX_LAYERS;
 
 impl Engine {
     /// Opens a link to the engine at `remote`. Both ends get the same `keying_material`
@@ -81,6 +93,7 @@ impl Engine {
         peer.twcc_recorder = Some(TwccRecorder::new());
         peer.downlink = Some(Box::new(DownlinkControl::new()));
         peer.dependency_descriptor_extension = Some(RELAY_DEPENDENCY_DESCRIPTOR_EXTENSION);
+        peer.audio_level_extension = Some(RELAY_AUDIO_LEVEL_EXTENSION);
         peer.next_report_at = now + REPORT_INTERVAL;
         self.by_address.insert(remote, id);
         Ok(id)
@@ -99,9 +112,9 @@ impl Engine {
         Ok(peer)
     }
 
-    /// Starts sending `track` (published on this engine) over the link; the answer is what the
-    /// other engine passes to [`Engine::relay_import`]. A slot a finished export left free is
-    /// reused, so a long meeting does not grow the link.
+    /// Starts sending `track` (published on this engine) over the link, each simulcast layer on
+    /// a slot of its own; the answer is what the other engine passes to [`Engine::relay_import`].
+    /// Slots a finished export left free are reused, so a long meeting does not grow the link.
     pub fn relay_export(
         &mut self,
         relay: PeerId,
@@ -119,90 +132,116 @@ impl Engine {
             )));
         }
         let (kind, payload_types) = (track.kind, track.payload_types.clone());
-        let reusable = {
+        // A track described by the Dependency Descriptor (SVC) is one stream whatever its layers.
+        let layer_count = if track.svc.is_some() {
+            1
+        } else {
+            track.layers.len().max(1)
+        };
+        if self.relay_peer(relay)?.slot_of_track(track_id).is_some() {
+            return Err(SfuError::AlreadySubscribed {
+                peer: relay,
+                track: track_id,
+            });
+        }
+        let mut chosen = Vec::with_capacity(layer_count);
+        for _ in 0..layer_count {
             let peer = self.relay_peer(relay)?;
-            if peer.slot_of_track(track_id).is_some() {
-                return Err(SfuError::AlreadySubscribed {
-                    peer: relay,
-                    track: track_id,
-                });
-            }
-            peer.slots.iter().any(|slot| {
+            let free = peer.slots.iter().enumerate().position(|(index, slot)| {
                 slot.kind == kind
                     && slot.subscription.is_none()
                     && slot.payload_types == payload_types
-            })
-        };
-        if !reusable {
-            let ssrc = self.random_ssrc();
-            let has_rtx = payload_types.iter().any(|p| p.rtx_pt.is_some());
-            let rtx_ssrc = if has_rtx {
-                Some(self.random_ssrc())
-            } else {
-                None
-            };
-            let rtx_sequence = self.rng_u16();
-            let peer = self.relay_peer(relay)?;
-            let mid = format!("relay{}", peer.slots.len());
-            peer.slots.push(SendSlot {
-                mid,
-                kind,
-                ssrc,
-                rtx_ssrc,
-                payload_types: payload_types.clone(),
-                subscription: None,
-                rtx_sequence,
-                packets_sent: 0,
-                octets_sent: 0,
-                continuation: None,
+                    && !chosen.contains(&index)
             });
+            let index = match free {
+                Some(index) => index,
+                None => self.add_relay_slot(relay, kind, &payload_types)?,
+            };
+            chosen.push(index);
         }
-        self.subscribe_matching(relay, track_id, &payload_types, now)?;
+        for (layer, &slot) in chosen.iter().enumerate() {
+            let pinned = (layer_count > 1).then_some(layer);
+            self.subscribe_slot(relay, track_id, slot, pinned, now)?;
+        }
         let peer = self.relay_peer(relay)?;
-        let slot = peer
-            .slot_of_track(track_id)
-            .map(|index| &peer.slots[index])
-            .ok_or(SfuError::NotSubscribed {
-                peer: relay,
-                track: track_id,
-            })?;
         Ok(RelayedTrack {
             kind,
-            ssrc: slot.ssrc,
-            rtx_ssrc: slot.rtx_ssrc,
-            payload_types: slot.payload_types.clone(),
+            layers: chosen
+                .iter()
+                .map(|&slot| RelayedLayer {
+                    ssrc: peer.slots[slot].ssrc,
+                    rtx_ssrc: peer.slots[slot].rtx_ssrc,
+                })
+                .collect(),
+            payload_types,
         })
     }
 
-    /// Subscribes the link to `track_id` on a free slot with exactly these payload types.
-    fn subscribe_matching(
+    /// A new send slot on the link for streams with exactly these payload types: the other
+    /// engine maps the streams by them.
+    fn add_relay_slot(
         &mut self,
         relay: PeerId,
-        track_id: TrackId,
+        kind: MediaKind,
         payload_types: &[PayloadTypes],
-        now: Instant,
-    ) -> Result<(), SfuError> {
-        // The other engine maps the stream by the slot's payload types, so they must be the
-        // track's own: a free slot that merely shares a codec will not do.
+    ) -> Result<usize, SfuError> {
+        let ssrc = self.random_ssrc();
+        let has_rtx = payload_types.iter().any(|p| p.rtx_pt.is_some());
+        let rtx_ssrc = if has_rtx {
+            Some(self.random_ssrc())
+        } else {
+            None
+        };
+        let rtx_sequence = self.rng_u16();
         let peer = self.relay_peer(relay)?;
-        let wanted = peer
+        let mid = format!("relay{}", peer.slots.len());
+        peer.slots.push(SendSlot {
+            mid,
+            kind,
+            ssrc,
+            rtx_ssrc,
+            payload_types: payload_types.to_vec(),
+            subscription: None,
+            rtx_sequence,
+            packets_sent: 0,
+            octets_sent: 0,
+            continuation: None,
+        });
+        Ok(peer.slots.len() - 1)
+    }
+
+    /// Stops sending `track` over the link; its slots wait for the next export.
+    pub fn relay_unexport(&mut self, relay: PeerId, track_id: TrackId) -> Result<(), SfuError> {
+        let peer = self.relay_peer(relay)?;
+        let slots: Vec<usize> = peer
             .slots
-            .iter()
-            .position(|slot| slot.subscription.is_none() && slot.payload_types == payload_types)
-            .ok_or(SfuError::NoFreeSlot {
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, slot)| {
+                slot.subscription
+                    .as_ref()
+                    .is_some_and(|s| s.track == track_id)
+            })
+            .map(|(index, slot)| {
+                slot.end_subscription();
+                index
+            })
+            .collect();
+        if slots.is_empty() {
+            return Err(SfuError::NotSubscribed {
                 peer: relay,
                 track: track_id,
-            })?;
-        self.subscribe_slot(relay, track_id, wanted, now)
+            });
+        }
+        if let Some(track) = self.tracks.get_mut(&track_id) {
+            track
+                .subscribers
+                .retain(|&(peer, slot)| !(peer == relay && slots.contains(&slot)));
+        }
+        Ok(())
     }
 
-    /// Stops sending `track` over the link; its slot waits for the next export.
-    pub fn relay_unexport(&mut self, relay: PeerId, track_id: TrackId) -> Result<(), SfuError> {
-        self.relay_peer(relay)?;
-        self.unsubscribe(relay, track_id)
-    }
-
-    /// Takes a stream the other engine exports on the link as a track of this engine, which
+    /// Takes the streams the other engine exports on the link as a track of this engine, which
     /// this engine's peers can subscribe to. `partition` is its original publisher's.
     pub fn relay_import(
         &mut self,
@@ -216,21 +255,34 @@ impl Engine {
                 "a relayed track needs at least one payload type".into(),
             ));
         };
+        if relayed.layers.is_empty() || relayed.layers.len() > MAX_RELAYED_LAYERS {
+            return Err(SfuError::InvalidArgument(format!(
+                "a relayed track has 1 to {MAX_RELAYED_LAYERS} layers, got {}",
+                relayed.layers.len()
+            )));
+        }
         let clock_rate = first.codec.clock_rate();
         let track_id = TrackId(self.next_track);
         let cache_packets = self.config.nack_cache_packets;
         let peer = self.relay_peer(relay)?;
-        let ssrcs = std::iter::once(relayed.ssrc).chain(relayed.rtx_ssrc);
-        if let Some(taken) = ssrcs.clone().find(|ssrc| peer.incoming.contains_key(ssrc)) {
-            return Err(SfuError::InvalidArgument(format!(
-                "SSRC {taken} already carries a track on {relay}"
-            )));
+        let mut ssrcs: Vec<u32> = Vec::with_capacity(2 * relayed.layers.len());
+        for layer in &relayed.layers {
+            for ssrc in std::iter::once(layer.ssrc).chain(layer.rtx_ssrc) {
+                if peer.incoming.contains_key(&ssrc) || ssrcs.contains(&ssrc) {
+                    return Err(SfuError::InvalidArgument(format!(
+                        "SSRC {ssrc} already carries a stream on {relay}"
+                    )));
+                }
+                ssrcs.push(ssrc);
+            }
         }
-        peer.incoming
-            .insert(relayed.ssrc, IncomingStream::Media(track_id, 0));
-        if let Some(rtx) = relayed.rtx_ssrc {
+        for (index, layer) in relayed.layers.iter().enumerate() {
             peer.incoming
-                .insert(rtx, IncomingStream::Retransmission(track_id, 0));
+                .insert(layer.ssrc, IncomingStream::Media(track_id, index as u8));
+            if let Some(rtx) = layer.rtx_ssrc {
+                peer.incoming
+                    .insert(rtx, IncomingStream::Retransmission(track_id, index as u8));
+            }
         }
         let mid = format!("relay-in{}", track_id.0);
         peer.media.push(MediaLine::Publish {
@@ -238,7 +290,21 @@ impl Engine {
             track: track_id,
         });
         self.next_track += 1;
-        let cache = (relayed.kind == MediaKind::Video).then(|| PacketCache::new(cache_packets));
+        // Each simulcast layer keeps its own history; smaller, as for a publisher's.
+        let packets = if relayed.layers.len() > 1 {
+            cache_packets / 2
+        } else {
+            cache_packets
+        };
+        let layers = relayed
+            .layers
+            .iter()
+            .map(|layer| {
+                let cache =
+                    (relayed.kind == MediaKind::Video).then(|| PacketCache::new(packets.max(64)));
+                Layer::new(None, Some(layer.ssrc), layer.rtx_ssrc, cache)
+            })
+            .collect();
         self.tracks.insert(
             track_id,
             Track {
@@ -248,12 +314,7 @@ impl Engine {
                 mid,
                 stream_id: stream_id.to_owned(),
                 payload_types: relayed.payload_types.clone(),
-                layers: vec![Layer::new(
-                    None,
-                    Some(relayed.ssrc),
-                    relayed.rtx_ssrc,
-                    cache,
-                )],
+                layers,
                 subscribers: Vec::new(),
                 clock_rate,
                 voice: VoiceActivity::default(),

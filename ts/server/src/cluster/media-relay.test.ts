@@ -19,7 +19,7 @@ interface Node {
   relay: MediaRelay
 }
 
-function node(nodeId: string, network: MemoryRelayNetwork, store: MemoryRoomStore, bus: MemoryEventBus, port: number): Node {
+function node(nodeId: string, network: MemoryRelayNetwork, store: MemoryRoomStore, bus: MemoryEventBus, port: number, linkCheckIntervalMs = 10_000): Node {
   const media = new FakeMediaEngine({ udpPort: port })
   let relay: MediaRelay | undefined
   const rooms = new RoomService({
@@ -29,7 +29,7 @@ function node(nodeId: string, network: MemoryRelayNetwork, store: MemoryRoomStor
     onTrackChange: (track, change) => relay?.trackChanged(track, change),
     onRoomChange: (roomId, change) => relay?.roomChanged(roomId, change),
   })
-  relay = new MediaRelay({ nodeId, media, rooms, store, bus, messenger: network.join(nodeId), address: { address: '127.0.0.1', port }, log: quietLog })
+  relay = new MediaRelay({ nodeId, media, rooms, store, bus, messenger: network.join(nodeId), address: { address: '127.0.0.1', port }, log: quietLog, linkCheckIntervalMs })
   return { media, rooms, relay }
 }
 
@@ -89,11 +89,30 @@ describe('MediaRelay between two nodes', () => {
   })
 })
 
+describe('MediaRelay and a node that dies', () => {
+  test('the link to a node that stopped advertising is closed and what came from it ends', async () => {
+    const network = new MemoryRelayNetwork()
+    const store = new MemoryRoomStore()
+    const bus = new MemoryEventBus()
+    const a = node('a', network, store, bus, 41000)
+    const b = node('b', network, store, bus, 41001, 50)
+    await Promise.all([a.relay.start(), b.relay.start()])
+    const { participant: viewer } = await b.rooms.view(room, VIEW_OFFER)
+    await a.rooms.publish(room, PUBLISH_OFFER, 'camera')
+    await eventually('the viewer to receive both tracks', () => viewer.received.size === 2)
+    // Node A vanishes without a word: no track-ended, no unexport; only its advertisement goes.
+    await a.relay.close()
+    await eventually('node B to close its link to A', () => count(b.media, 'closePeer') === 1)
+    await eventually('the imported tracks to end at the viewer', () => viewer.received.size === 0 && b.rooms.room(room)?.tracks.size === 0)
+    await Promise.all([b.relay.close(), a.rooms.close(), b.rooms.close()])
+  })
+})
+
 describe('relay messages', () => {
   test('unreadable or malformed messages are refused', () => {
     assert.equal(parseRelayMessage('{'), undefined)
     assert.equal(parseRelayMessage(JSON.stringify({ type: 'export-request', from: 'x' })), undefined)
-    const tooManyCodecs = { kind: 'video', ssrc: 1, payloadTypes: Array.from({ length: 9 }, () => ({ codec: 'VP8', payloadType: 96 })) }
+    const tooManyCodecs = { kind: 'video', layers: [{ ssrc: 1 }], payloadTypes: Array.from({ length: 9 }, () => ({ codec: 'VP8', payloadType: 96 })) }
     assert.equal(parseRelayMessage(JSON.stringify({ type: 'export-reply', from: 'x', requestId: 'r', relayed: tooManyCodecs })), undefined)
     const valid: RelayMessage = { type: 'unexport', from: 'x', roomId: 'r', trackId: 't' }
     assert.deepEqual(parseRelayMessage(JSON.stringify(valid)), valid)

@@ -28,6 +28,8 @@ export interface MediaRelayOptions {
   log: Logger
   /** How long an export request may wait for its reply. Default 5 s. */
   requestTimeoutMs?: number
+  /** How often links are checked for nodes that stopped advertising (died). Default 10 s. */
+  linkCheckIntervalMs?: number
 }
 
 /** A track of another node, imported here (or on its way). */
@@ -66,8 +68,9 @@ export class MediaRelay {
   readonly #requests = new Map<string, PendingRequest>()
   readonly #unsubscribe: Array<() => void> = []
   #closed = false
+  readonly #linkCheck: NodeJS.Timeout
 
-  constructor({ nodeId, media, rooms, store, bus, messenger, address, log, requestTimeoutMs = 5000 }: MediaRelayOptions) {
+  constructor({ nodeId, media, rooms, store, bus, messenger, address, log, requestTimeoutMs = 5000, linkCheckIntervalMs = 10_000 }: MediaRelayOptions) {
     this.#nodeId = nodeId
     this.#media = media
     this.#rooms = rooms
@@ -99,6 +102,10 @@ export class MediaRelay {
         if (events.some((event) => event.type === 'worker-restarted')) this.#engineLost()
       }),
     )
+    this.#linkCheck = setInterval(() => {
+      this.#closeLinksToDeadNodes().catch((error: unknown) => this.#log.warn('checking relay links failed', { err: error }))
+    }, linkCheckIntervalMs)
+    this.#linkCheck.unref()
   }
 
   /** Says where this node's engine takes links; call once the engine runs. */
@@ -140,6 +147,7 @@ export class MediaRelay {
 
   async close(): Promise<void> {
     this.#closed = true
+    clearInterval(this.#linkCheck)
     for (const stop of this.#unsubscribe) stop()
     for (const request of this.#requests.values()) {
       clearTimeout(request.timer)
@@ -243,6 +251,26 @@ export class MediaRelay {
       if (entry.engineId !== undefined) this.#rooms.endImportedTrack(entry.roomId, entry.engineId)
     }
     this.#imports.clear()
+  }
+
+  /**
+   * A node that stopped advertising its address died (or left): its link is closed, which ends
+   * what was imported from it and stops what was exported to it. Members hear of its participants
+   * leaving through the store's lease.
+   */
+  async #closeLinksToDeadNodes(): Promise<void> {
+    for (const [node, pending] of [...this.#links]) {
+      if ((await this.#messenger.addressOf(node)) !== undefined || this.#links.get(node) !== pending) continue
+      this.#links.delete(node)
+      for (const entry of [...this.#imports.values()]) if (entry.node === node) this.#drop(entry, false)
+      for (const key of [...this.#exports.keys()]) if (key.startsWith(`${node}/`)) this.#exports.delete(key)
+      const link = await pending.catch(() => undefined)
+      if (link === undefined) continue
+      await this.#media.closePeer(link).catch((error: unknown) => {
+        if (!hasCode(error, 'peer_not_found', 'worker_closed')) throw error
+      })
+      this.#log.info('relay link to a node that stopped advertising closed', { node })
+    }
   }
 
   #link(node: string): Promise<PeerId> {

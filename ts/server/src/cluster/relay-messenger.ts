@@ -14,8 +14,10 @@ const TrackAnnouncement = TrackDetails
 
 const RelayedTrackMessage = z.object({
   kind: z.enum(['audio', 'video']),
-  ssrc: z.number().int().min(0).max(0xffff_ffff),
-  rtxSsrc: z.number().int().min(0).max(0xffff_ffff).optional(),
+  layers: z
+    .array(z.object({ ssrc: z.number().int().min(0).max(0xffff_ffff), rtxSsrc: z.number().int().min(0).max(0xffff_ffff).optional() }))
+    .min(1)
+    .max(4),
   payloadTypes: z
     .array(
       z.object({

@@ -232,7 +232,7 @@ export class FakeMediaEngine implements MediaEngine {
     if (peer.slots.has(mid)) throw new AppError('already_subscribed', `peer-${link} already receives track-${trackId}`)
     peer.slots.set(mid, { kind: track.kind, track: trackId })
     const payloadTypes = track.kind === 'audio' ? [{ codec: 'opus', payloadType: 111 }] : [{ codec: 'VP8', payloadType: 96, rtxPayloadType: 97 }]
-    return { kind: track.kind, ssrc: 7000 + trackId, payloadTypes }
+    return { kind: track.kind, layers: [{ ssrc: 7000 + trackId }], payloadTypes }
   }
 
   async relayUnexport(link: PeerId, trackId: EngineTrackId): Promise<void> {
@@ -241,10 +241,12 @@ export class FakeMediaEngine implements MediaEngine {
   }
 
   async relayImport(link: PeerId, relayed: RelayedTrack, streamId: string, partition: number): Promise<EngineTrackId> {
-    this.#record('relayImport', link, relayed.ssrc, streamId, partition)
+    const ssrc = relayed.layers[0]?.ssrc
+    this.#record('relayImport', link, ssrc, streamId, partition)
     const peer = this.#relay(link)
+    if (ssrc === undefined) throw new AppError('invalid_argument', 'a relayed track has at least one layer')
     const trackId = this.#nextTrack++ as EngineTrackId
-    peer.published.set(`import:${relayed.ssrc}`, trackId)
+    peer.published.set(`import:${ssrc}`, trackId)
     this.#tracks.set(trackId, { owner: link, kind: relayed.kind })
     this.trackPartitions.set(trackId, partition)
     return trackId

@@ -91,8 +91,8 @@ export interface RelayPayloadType {
  */
 export interface RelayedTrack {
   kind: MediaKind
-  ssrc: number
-  rtxSsrc?: number
+  /** One stream per simulcast layer (in the publisher's order), so the importing engine picks per viewer. */
+  layers: Array<{ ssrc: number; rtxSsrc?: number }>
   payloadTypes: RelayPayloadType[]
 }
 

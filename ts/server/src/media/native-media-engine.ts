@@ -151,8 +151,7 @@ class NativeMediaEngine implements MediaEngine {
     const relayed = await call(this.#worker.relayExport(link, trackId))
     return {
       kind: relayed.kind,
-      ssrc: relayed.ssrc,
-      ...(relayed.rtxSsrc != null ? { rtxSsrc: relayed.rtxSsrc } : {}),
+      layers: relayed.layers.map(({ ssrc, rtxSsrc }) => ({ ssrc, ...(rtxSsrc != null ? { rtxSsrc } : {}) })),
       payloadTypes: relayed.payloadTypes.map(({ codec, payloadType, rtxPayloadType }) => ({
         codec,
         payloadType,

@@ -273,8 +273,10 @@ export class RoomService {
   addImportedTrack(roomId: RoomId, spec: ImportedTrackSpec): PublishedTrack | undefined {
     const room = this.#rooms.get(roomId)
     if (room === undefined) return undefined
-    // Never a member of the room here: it only owns what was imported.
-    const owner = new Participant(room, 'remote', spec.owner.name, undefined, spec.owner.id)
+    // Never a member of the room here: it only owns what was imported (one stand-in for all its tracks).
+    const owner =
+      [...room.tracks.values()].find((other) => other.imported && other.owner.id === spec.owner.id)?.owner ??
+      new Participant(room, 'remote', spec.owner.name, undefined, spec.owner.id)
     const track = new PublishedTrack(spec.engineId, spec.id, spec.kind, owner, spec.source)
     track.imported = true
     track.muted = spec.muted
@@ -292,10 +294,26 @@ export class RoomService {
 
   /** Ends an imported track here (its node ended it, or stopped sending it); false when it was not here. */
   endImportedTrack(roomId: RoomId, engineId: EngineTrackId): boolean {
-    const track = this.#rooms.get(roomId)?.tracks.get(engineId)
-    if (track === undefined || !track.imported) return false
+    const room = this.#rooms.get(roomId)
+    const track = room?.tracks.get(engineId)
+    if (room === undefined || track === undefined || !track.imported) return false
     this.#endTrack(track)
+    const owner = track.owner
+    if (![...room.tracks.values()].some((other) => other.owner === owner)) {
+      // Its last track here: as far as this node's speakers go, it left.
+      owner.state = 'left'
+      this.#adaptive.left(owner)
+    }
     return true
+  }
+
+  /** The imported track with this engine id, in whichever room holds it. */
+  #importedTrack(engineId: EngineTrackId): PublishedTrack | undefined {
+    for (const room of this.#rooms.values()) {
+      const track = room.tracks.get(engineId)
+      if (track?.imported) return track
+    }
+    return undefined
   }
 
   room(roomId: RoomId): Room | undefined {
@@ -552,7 +570,7 @@ export class RoomService {
         this.#log.debug('layer switched', { peerId: event.peerId, engineTrackId: event.trackId, layer: event.layer })
         return
       case 'speaking-changed': {
-        const owner = this.#byPeer.get(event.peerId)
+        const owner = this.#byPeer.get(event.peerId) ?? this.#importedTrack(event.trackId)?.owner
         if (owner !== undefined && owner.state === 'active') this.#adaptive.speakingChanged(owner, event.speaking)
         return
       }
