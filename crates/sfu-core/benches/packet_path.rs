@@ -1,10 +1,11 @@
 //! Criterion micro-benchmarks of the packet path: the whole engine per incoming packet at fan-out
-//! 1/10/100, SRTP alone, and the wire parsers (the Dependency Descriptor among them).
+//! 1/10/100, the same across a relay link between two engines (cascading), SRTP alone, and the
+//! wire parsers (the Dependency Descriptor among them).
 //! `cargo bench -p sfu-core --bench packet_path`.
 
 mod common;
 
-use common::{stopwatch, Room};
+use common::{stopwatch, RelayedRoom, Room};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sfu_core::dependency_descriptor as dd;
 use sfu_core::srtp::{SrtpContext, SrtpProfile};
@@ -39,6 +40,35 @@ fn engine_fan_out(c: &mut Criterion) {
                     let sent = room.pump(black_box(&datagrams));
                     elapsed += start.elapsed();
                     // A subscriber that dropped out would make this measure less work.
+                    assert!(sent >= datagrams.len() * room.subscribers, "sent {sent}");
+                    left -= count;
+                }
+                elapsed
+            });
+        });
+    }
+    group.finish();
+}
+
+/// One packet from a publisher on one engine to N viewers on another, across a relay link: the
+/// origin's receive and one protected copy on the link, then the edge's receive and fan-out. Set
+/// against `engine_fan_out` at the same N, the difference is what cascading costs per packet.
+fn relay_hop(c: &mut Criterion) {
+    let mut group = c.benchmark_group("relay_hop");
+    group.throughput(Throughput::Elements(1));
+    for subscribers in [1usize, 10, 100] {
+        let mut room = RelayedRoom::new(subscribers);
+        group.bench_function(BenchmarkId::from_parameter(subscribers), |b| {
+            b.iter_custom(|iterations| {
+                let mut elapsed = Duration::ZERO;
+                let mut left = iterations;
+                while left > 0 {
+                    let count = left.min(BATCH);
+                    room.refresh_consent();
+                    let datagrams = room.origin.publisher_datagrams(count as usize);
+                    let start = stopwatch();
+                    let sent = room.pump(black_box(&datagrams));
+                    elapsed += start.elapsed();
                     assert!(sent >= datagrams.len() * room.subscribers, "sent {sent}");
                     left -= count;
                 }
@@ -271,6 +301,6 @@ fn short_runs() -> Criterion {
 criterion_group! {
     name = benches;
     config = short_runs();
-    targets = engine_fan_out, srtp, parsers
+    targets = engine_fan_out, relay_hop, srtp, parsers
 }
 criterion_main!(benches);
