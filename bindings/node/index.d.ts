@@ -84,6 +84,11 @@ export declare class MediaWorker {
   /** Ends a track `relayImport` made; its subscribers' m-lines are freed. */
   relayEndImport(relayId: number, trackId: number): Promise<void>
   /**
+   * Dynacast across a link: which simulcast layers of `trackId` (exported on `relayId`) the
+   * other end's viewers need, in layer order (its `layers-needed` for the imported track).
+   */
+  relaySetWantedLayers(relayId: number, trackId: number, wanted: Array<boolean>): Promise<void>
+  /**
    * Moves an imported track into media partition `partition` (its publisher changed
    * breakout room on its node).
    */

@@ -416,6 +416,28 @@ impl MediaWorker {
         self.command(env, command, |()| ())
     }
 
+    /// Dynacast across a link: which simulcast layers of `trackId` (exported on `relayId`) the
+    /// other end's viewers need, in layer order (its `layers-needed` for the imported track).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn relay_set_wanted_layers<'env>(
+        &self,
+        env: &'env Env,
+        relay_id: f64,
+        track_id: f64,
+        wanted: Vec<bool>,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let command = peer(relay_id).and_then(|relay| {
+            let track = track(track_id)?;
+            Ok(move |reply| Command::RelaySetWantedLayers {
+                relay,
+                track,
+                wanted,
+                reply,
+            })
+        });
+        self.command(env, command, |()| ())
+    }
+
     /// Moves an imported track into media partition `partition` (its publisher changed
     /// breakout room on its node).
     #[napi(ts_return_type = "Promise<void>")]

@@ -741,6 +741,7 @@ impl Engine {
             layer: None,
             target_layer: pinned_layer.unwrap_or(0),
             pinned_layer,
+            relay_wanted: true,
             max_spatial_layer: None,
             max_height: None,
             max_temporal_layer: None,
@@ -1252,7 +1253,7 @@ impl Engine {
             let Some(subscription) = slot.subscription.as_mut() else {
                 continue;
             };
-            if subscription.allotment.grant.paused {
+            if subscription.allotment.grant.paused || !subscription.relay_wanted {
                 // The allocator found no room for it; it resumes at a keyframe.
                 continue;
             }

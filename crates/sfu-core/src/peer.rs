@@ -101,6 +101,9 @@ pub struct SlotSubscription {
     pub target_layer: usize,
     /// Always this layer (a relay link carries each simulcast layer on a slot of its own).
     pub pinned_layer: Option<usize>,
+    /// A relay slot's layer is wanted by the other engine's subscribers; when not, it is not
+    /// sent and counts for no one's dynacast.
+    pub relay_wanted: bool,
     /// The subscriber's wish: at most this layer (0 = lowest quality) and this picture height.
     pub max_spatial_layer: Option<u8>,
     pub max_height: Option<u16>,

@@ -543,3 +543,119 @@ fn a_relayed_audio_track_carries_its_voice_activity() {
         "Bob's packets carry only what Bob negotiated"
     );
 }
+
+/// Sends `frames` frames on every simulcast layer (keyframes on the first), moving time on.
+fn simulcast_frames(
+    origin: &mut SimNetwork,
+    edge: &mut SimNetwork,
+    alice: usize,
+    from: u16,
+    frames: u16,
+) {
+    for n in from..from + frames {
+        for (i, (rid, ssrc, size)) in SIMULCAST.iter().enumerate() {
+            let payload = vp8_payload_with_ids(
+                n == from,
+                1000 * (i as u16 + 1) + n,
+                (10 * i as u8).wrapping_add(n as u8),
+                *size,
+                200 + 10 * i,
+            );
+            let extensions: [(u8, &[u8]); 2] = [(MID_EXT, b"0"), (RID_EXT, rid.as_bytes())];
+            origin.peers[alice].send_rtp_with_extensions(
+                VP8_PT,
+                *ssrc,
+                n,
+                n as u32 * 3000,
+                true,
+                &payload,
+                &extensions,
+            );
+        }
+        SimNetwork::exchange(origin, edge);
+        SimNetwork::advance_both(origin, edge, Duration::from_millis(33));
+    }
+}
+
+#[test]
+fn dynacast_reaches_across_the_link() {
+    let mut origin = SimNetwork::new(7);
+    let mut edge = SimNetwork::at(8, OTHER_ENGINE, origin.now);
+    let (alice, _, track) = origin.join_simulcast_publisher("alice", 5000, |offer| offer);
+    let small = edge.join("small", 5001, |p| p.subscriber_offer(0, 1));
+    let origin_link = origin
+        .engine
+        .create_relay_peer(OTHER_ENGINE, &keys(7), true, origin.now)
+        .unwrap();
+    let edge_link = edge
+        .engine
+        .create_relay_peer(SERVER, &keys(7), false, edge.now)
+        .unwrap();
+    let relayed = origin
+        .engine
+        .relay_export(origin_link, track, origin.now)
+        .unwrap();
+    let imported = edge
+        .engine
+        .relay_import(edge_link, &relayed, "alice", 0)
+        .unwrap();
+    edge.engine.subscribe(small.1, imported, edge.now).unwrap();
+    edge.engine
+        .set_layer_preference(small.1, imported, Some(0), None, edge.now)
+        .unwrap();
+    // Past the engines' warm-up and pause delays (allocator::WARM_UP, PAUSE_AFTER).
+    simulcast_frames(&mut origin, &mut edge, alice, 1, 200);
+
+    // The edge's only viewer wants the low layer: that is what the edge needs of the link.
+    let wanted = edge
+        .events
+        .iter()
+        .rev()
+        .find_map(|event| match event {
+            sfu_core::Event::LayersNeeded {
+                peer,
+                track,
+                active,
+                ..
+            } if *peer == edge_link && *track == imported => Some(active.clone()),
+            _ => None,
+        })
+        .expect("the edge says which layers of the imported track it needs");
+    assert_eq!(wanted, vec![true, false, false]);
+    let sent_before = origin.engine.peer_stats(origin_link).unwrap().packets_sent;
+    simulcast_frames(&mut origin, &mut edge, alice, 201, 10);
+    let all_layers = origin.engine.peer_stats(origin_link).unwrap().packets_sent - sent_before;
+
+    origin
+        .engine
+        .relay_set_wanted_layers(origin_link, track, &wanted, origin.now)
+        .unwrap();
+    let sent_before = origin.engine.peer_stats(origin_link).unwrap().packets_sent;
+    simulcast_frames(&mut origin, &mut edge, alice, 211, 10);
+    let low_only = origin.engine.peer_stats(origin_link).unwrap().packets_sent - sent_before;
+    simulcast_frames(&mut origin, &mut edge, alice, 221, 80);
+    let publisher_told = origin.events.iter().rev().find_map(|event| match event {
+        sfu_core::Event::LayersNeeded {
+            track: t, active, ..
+        } if *t == track => Some(active.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        publisher_told,
+        Some(vec![true, false, false]),
+        "Alice may stop encoding what no one needs"
+    );
+    assert!(
+        low_only * 2 < all_layers,
+        "the link carries the low layer only: {low_only} packets vs {all_layers} with every layer"
+    );
+    assert!(
+        edge.peers[small.0]
+            .received_rtp
+            .iter()
+            .rev()
+            .take(5)
+            .all(|p| layer_of(&p.payload) == 0),
+        "the small viewer still plays"
+    );
+}

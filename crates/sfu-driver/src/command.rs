@@ -161,6 +161,13 @@ pub enum Command {
         track: TrackId,
         reply: Reply<()>,
     },
+    /// Which simulcast layers of `track` the other end of `relay` wants (dynacast across a link).
+    RelaySetWantedLayers {
+        relay: PeerId,
+        track: TrackId,
+        wanted: Vec<bool>,
+        reply: Reply<()>,
+    },
     /// Moves a relayed track into `partition` (its publisher moved on the other node).
     SetTrackPartition {
         track: TrackId,
@@ -202,6 +209,7 @@ impl Command {
             | Command::SetPartition { reply, .. }
             | Command::RelayUnexport { reply, .. }
             | Command::RelayEndImport { reply, .. }
+            | Command::RelaySetWantedLayers { reply, .. }
             | Command::SetTrackPartition { reply, .. }
             | Command::InjectPanic { reply }
             | Command::Shutdown { reply } => reply.send(Err(error)),

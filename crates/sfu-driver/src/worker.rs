@@ -583,6 +583,16 @@ impl<F: FnMut(Vec<WorkerEvent>) + Send + 'static> Worker<F> {
             } => self.call(reply, |session, _| {
                 session.engine.relay_end_import(relay, track)
             }),
+            Command::RelaySetWantedLayers {
+                relay,
+                track,
+                wanted,
+                reply,
+            } => self.call(reply, |session, now| {
+                session
+                    .engine
+                    .relay_set_wanted_layers(relay, track, &wanted, now)
+            }),
             Command::SetTrackPartition {
                 track,
                 partition,

@@ -279,6 +279,11 @@ impl Engine {
                 else {
                     continue;
                 };
+                if let Some(pinned) = subscription.pinned_layer.filter(|&l| l < MAX_LAYERS) {
+                    // A relay slot needs its own layer, while the other engine wants it.
+                    needed[pinned] |= subscription.relay_wanted;
+                    continue;
+                }
                 if subscription.allotment.grant.paused {
                     continue;
                 }

@@ -241,6 +241,40 @@ impl Engine {
         Ok(())
     }
 
+    /// Dynacast across the link: which of `track`'s layers the other engine's subscribers need
+    /// (its `LayersNeeded` for the imported track, in layer order). Unwanted layers are not sent on
+    /// the link and no longer keep the publisher encoding them; a wanted one resumes at once (the
+    /// other engine asks for the keyframe its subscribers wait for).
+    pub fn relay_set_wanted_layers(
+        &mut self,
+        relay: PeerId,
+        track_id: TrackId,
+        wanted: &[bool],
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        let peer = self.relay_peer(relay)?;
+        let mut found = false;
+        for subscription in peer
+            .slots
+            .iter_mut()
+            .filter_map(|slot| slot.subscription.as_mut())
+            .filter(|subscription| subscription.track == track_id)
+        {
+            found = true;
+            if let Some(pinned) = subscription.pinned_layer {
+                subscription.relay_wanted = wanted.get(pinned).copied().unwrap_or(true);
+            }
+        }
+        if !found {
+            return Err(SfuError::NotSubscribed {
+                peer: relay,
+                track: track_id,
+            });
+        }
+        self.update_layers_needed(now);
+        Ok(())
+    }
+
     /// Takes the streams the other engine exports on the link as a track of this engine, which
     /// this engine's peers can subscribe to. `partition` is its original publisher's.
     pub fn relay_import(

@@ -5,6 +5,7 @@ import { eventually } from '../../test/support/eventually.js'
 import { quietLog } from '../../test/support/media-engines.js'
 import { PUBLISH_OFFER, VIEW_OFFER } from '../../test/support/sdp-fixtures.js'
 import { FakeMediaEngine } from '../media/fake-media-engine.js'
+import type { PeerId } from '../media/media-engine.js'
 import { RoomService } from '../rooms/room-service.js'
 import { MemoryRoomStore } from '../state/memory-room-store.js'
 import { MemoryEventBus } from './event-bus.js'
@@ -70,6 +71,19 @@ describe('MediaRelay between two nodes', () => {
     await a.rooms.leave(publisher, 'done')
     await eventually('node B to end its imports', () => count(b.media, 'relayEndImport') === 2 && viewer.received.size === 0)
     assert.equal(b.rooms.room(room)?.tracks.size, 0)
+  })
+
+  test("node B's layer needs for an import reach node A's export (dynacast across the link)", async () => {
+    const { participant: viewer } = await b.rooms.view(room, VIEW_OFFER)
+    await a.rooms.publish(room, PUBLISH_OFFER, 'camera')
+    await eventually('the viewer to receive both tracks', () => viewer.received.size === 2)
+    const video = [...(b.rooms.room(room)?.tracks.values() ?? [])].find((track) => track.kind === 'video')
+    const link = b.media.calls.find(([name]) => name === 'relayImport')?.[1]
+    assert.ok(video !== undefined && typeof link === 'number')
+    b.media.report([{ type: 'layers-needed', peerId: link as PeerId, trackId: video.engineId, active: [true, false, false] }])
+    await eventually('node A to apply the wanted layers', () => a.media.calls.some(([name, , , wanted]) => name === 'relaySetWantedLayers' && JSON.stringify(wanted) === '[true,false,false]'))
+    const exported = [...(a.rooms.room(room)?.tracks.values() ?? [])].find((track) => track.id === video.id)
+    assert.equal(a.media.calls.find(([name]) => name === 'relaySetWantedLayers')?.[2], exported?.engineId, "on the publisher's own track")
   })
 
   test('when its last member leaves, node B ends its imports and node A stops exporting', async () => {

@@ -100,6 +100,7 @@ export class MediaRelay {
       }),
       media.onEvents((events) => {
         if (events.some((event) => event.type === 'worker-restarted')) this.#engineLost()
+        for (const event of events) if (event.type === 'layers-needed') this.#layersNeeded(event.peerId, event.trackId, event.active)
       }),
     )
     this.#linkCheck = setInterval(() => {
@@ -227,6 +228,17 @@ export class MediaRelay {
       .catch((error: unknown) => this.#log.warn('asking a node to stop a relay failed', { node: entry.node, err: error }))
   }
 
+  /** Dynacast across links: what this node's viewers need of an import goes back to its node. */
+  #layersNeeded(peerId: PeerId, engineId: EngineTrackId, active: boolean[]): void {
+    for (const entry of this.#imports.values()) {
+      if (entry.link !== peerId || entry.engineId !== engineId) continue
+      this.#messenger
+        .send(entry.node, { type: 'layers-wanted', from: this.#nodeId, roomId: entry.roomId, trackId: entry.trackId, active })
+        .catch((error: unknown) => this.#log.warn('telling a node which layers are needed failed', { node: entry.node, err: error }))
+      return
+    }
+  }
+
   #repartition(roomId: RoomId, breakouts: Breakouts | undefined): void {
     for (const entry of this.#imports.values()) {
       if (entry.roomId !== roomId || entry.engineId === undefined) continue
@@ -333,6 +345,14 @@ export class MediaRelay {
         clearTimeout(request.timer)
         if (message.relayed !== undefined) request.resolve(withoutUndefined(message.relayed))
         else request.reject(new AppError('internal', `${message.from} refused the export: ${message.error?.message ?? 'no reason given'}`))
+        return
+      }
+      case 'layers-wanted': {
+        const exported = this.#exports.get(exportKey(message.from, message.roomId as RoomId, message.trackId as TrackId))
+        if (exported === undefined) return
+        this.#media.relaySetWantedLayers(exported.link, exported.engineId, message.active).catch((error: unknown) => {
+          if (!hasCode(error, 'not_subscribed', 'track_not_found', 'peer_not_found', 'worker_closed')) this.#log.warn('applying wanted layers failed', { err: error })
+        })
         return
       }
       case 'unexport': {

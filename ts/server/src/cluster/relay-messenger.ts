@@ -50,6 +50,8 @@ export const RelayMessage = z.discriminatedUnion('type', [
     error: z.object({ code: z.string(), message: z.string() }).optional(),
   }),
   z.object({ type: z.literal('unexport'), from: z.string(), roomId: z.string(), trackId: z.string() }),
+  /** Dynacast across the link: the simulcast layers of an exported track the asking node needs. */
+  z.object({ type: z.literal('layers-wanted'), from: z.string(), roomId: z.string(), trackId: z.string(), active: z.array(z.boolean()).min(1).max(4) }),
 ])
 export type RelayMessage = z.infer<typeof RelayMessage>
 

@@ -262,6 +262,11 @@ export class FakeMediaEngine implements MediaEngine {
     this.#emitLater([{ type: 'track-ended', peerId: link, trackId }])
   }
 
+  async relaySetWantedLayers(link: PeerId, trackId: EngineTrackId, wanted: readonly boolean[]): Promise<void> {
+    this.#record('relaySetWantedLayers', link, trackId, [...wanted])
+    if (!this.#relay(link).slots.has(`relay:${trackId}`)) throw new AppError('not_subscribed', `peer-${link} does not receive track-${trackId}`)
+  }
+
   async setTrackPartition(trackId: EngineTrackId, partition: number): Promise<void> {
     this.#record('setTrackPartition', trackId, partition)
     if (!this.#tracks.has(trackId)) throw new AppError('track_not_found', `track-${trackId} does not exist`)

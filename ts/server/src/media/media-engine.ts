@@ -208,6 +208,12 @@ export interface MediaEngine {
   relayImport(link: PeerId, relayed: RelayedTrack, streamId: string, partition: number): Promise<EngineTrackId>
   /** Ends a track `relayImport` made; its subscribers' m-lines are freed. */
   relayEndImport(link: PeerId, trackId: EngineTrackId): Promise<void>
+  /**
+   * Dynacast across a link: which simulcast layers of `trackId` (exported on `link`) the other
+   * node's viewers need, in layer order (that node's `layers-needed` for its import). Unwanted
+   * layers stop crossing and stop keeping the publisher's encoder busy.
+   */
+  relaySetWantedLayers(link: PeerId, trackId: EngineTrackId, wanted: readonly boolean[]): Promise<void>
   /** Moves an imported track into `partition` (its publisher changed breakout room on its node). */
   setTrackPartition(trackId: EngineTrackId, partition: number): Promise<void>
   peerStats(peerId: PeerId): Promise<PeerStats>

@@ -172,6 +172,10 @@ class NativeMediaEngine implements MediaEngine {
     return call(this.#worker.relayEndImport(link, trackId))
   }
 
+  relaySetWantedLayers(link: PeerId, trackId: EngineTrackId, wanted: readonly boolean[]): Promise<void> {
+    return call(this.#worker.relaySetWantedLayers(link, trackId, [...wanted]))
+  }
+
   setTrackPartition(trackId: EngineTrackId, partition: number): Promise<void> {
     return call(this.#worker.setTrackPartition(trackId, partition))
   }
