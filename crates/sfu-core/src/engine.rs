@@ -1290,10 +1290,14 @@ impl Engine {
                 }
             }
             let mut marker = header.marker;
-            if let (Some(frame), Some(structure)) = (
-                svc_frame.as_ref(),
-                track.svc.as_deref().and_then(|s| s.structure()),
-            ) {
+            // A relay slot pinned to a simulcast layer carries every frame of it: the other
+            // engine chooses decode targets for its own subscribers.
+            let svc_structure = track
+                .svc
+                .as_deref()
+                .and_then(|s| s.structure())
+                .filter(|_| subscription.pinned_layer.is_none());
+            if let (Some(frame), Some(structure)) = (svc_frame.as_ref(), svc_structure) {
                 match subscription
                     .svc
                     .admit(frame, structure, header.timestamp, header.marker)

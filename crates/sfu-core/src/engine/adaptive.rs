@@ -127,6 +127,31 @@ impl Engine {
             if count == 0 {
                 continue;
             }
+            if let Some(pinned) = subscription.pinned_layer {
+                // A relay slot carries one layer: it costs that layer's rate, or is paused. When
+                // the link runs short the lower layers go first: every viewer on the other side
+                // can fall back to them.
+                let rank = ranked[..count]
+                    .iter()
+                    .position(|&i| i == pinned)
+                    .unwrap_or(0);
+                let mut demand = Demand {
+                    priority: subscription
+                        .allotment
+                        .priority
+                        .saturating_add((MAX_LAYERS - rank) as u8),
+                    layers: 1,
+                    ..Demand::default()
+                };
+                demand.costs_bps[0] = track
+                    .layers
+                    .get(pinned)
+                    .map_or(0, |layer| layer.known_bitrate_bps);
+                demand.current_rank = (!subscription.allotment.grant.paused).then_some(0);
+                adaptive.slots.push(index);
+                adaptive.demands.push(demand);
+                continue;
+            }
             let mut demand = Demand {
                 priority: subscription.allotment.priority,
                 layers: count,

@@ -132,12 +132,9 @@ impl Engine {
             )));
         }
         let (kind, payload_types) = (track.kind, track.payload_types.clone());
-        // A track described by the Dependency Descriptor (SVC) is one stream whatever its layers.
-        let layer_count = if track.svc.is_some() {
-            1
-        } else {
-            track.layers.len().max(1)
-        };
+        // An SVC track is one stream whatever its layers; simulcast is one per layer (with or
+        // without a Dependency Descriptor on each, as Chromium sends VP8 simulcast when allowed).
+        let layer_count = track.layers.len().max(1);
         if self.relay_peer(relay)?.slot_of_track(track_id).is_some() {
             return Err(SfuError::AlreadySubscribed {
                 peer: relay,

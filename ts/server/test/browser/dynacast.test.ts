@@ -7,6 +7,7 @@ import type { Browser, Page } from 'puppeteer-core'
 import type { MediaEvent } from '../../src/media/media-engine.js'
 import { eventually } from '../support/eventually.js'
 import { nativeAddonProblem } from '../support/media-engines.js'
+import { type RedisServer, startRedisServer } from '../support/redis-server.js'
 import { launchBrowser, startServer } from './harness.js'
 import {
   joinMeetingWith,
@@ -125,5 +126,81 @@ describe('dynacast in Chromium', { skip: nativeAddonProblem, timeout: 150_000 },
     } finally {
       await server.close()
     }
+  })
+
+  describe('across two instances on one real Redis', () => {
+    let redis: RedisServer
+
+    before(async () => {
+      redis = await startRedisServer()
+    })
+
+    after(async () => {
+      await redis?.stop()
+    })
+
+    test("a small viewer on the other instance gets the low layer, the publisher's unneeded encodings stop, and a larger tile brings a high layer back", { timeout: 120_000 }, async () => {
+      const one = await startServer({ redisUrl: redis.url, nodeId: 'dynacast-one' })
+      const two = await startServer({ redisUrl: redis.url, nodeId: 'dynacast-two' })
+      try {
+        const caster = await joinMeetingWith(browser, one, 'dynacast-cluster', 'Caster', { simulcast: true })
+        const layers = await eventually(
+          'the publisher to send three layers',
+          async () => {
+            const sending = (await sentLayers(caster)).filter((layer) => layer.frameWidth > 0 && layer.framesPerSecond > 0)
+            if (sending.length !== 3) throw new Error(JSON.stringify(sending))
+            return sending
+          },
+          { timeoutMs: 20_000 },
+        )
+        const [low, , high] = layers
+        assert.ok(low !== undefined && high !== undefined)
+        const small = await joinMeetingWith(browser, two, 'dynacast-cluster', 'Small', { remoteVideoSize: { width: 160, height: 90 } })
+        const smallStarted = Date.now()
+        await eventually(
+          'Small (instance 2) to receive the low layer',
+          async () => {
+            const video = await receivedVideo(small, 'Caster')
+            if (video === undefined || video.framesDecoded === 0 || video.frameWidth > low.frameWidth) throw new Error(JSON.stringify(video))
+            return video
+          },
+          { timeoutMs: 20_000 },
+        )
+        const firstFrameMs = Date.now() - smallStarted
+        const stopped = await eventually(
+          `the publisher's ${high.rid} encoding to stop (only instance 2's small viewer watches)`,
+          async () => {
+            const before = await bytesSentByRid(caster)
+            await new Promise((resolve) => setTimeout(resolve, 2000))
+            const after = await bytesSentByRid(caster)
+            if (after[high.rid] !== before[high.rid] || (after[low.rid] ?? 0) <= (before[low.rid] ?? 0)) {
+              throw new Error(`sent ${JSON.stringify(before)} -> ${JSON.stringify(after)}`)
+            }
+            return after
+          },
+          { timeoutMs: 30_000, intervalMs: 0 },
+        )
+        const stoppedMs = Date.now() - smallStarted
+        const withDynacast = await sentKbps(caster, 3000)
+
+        const grownAt = Date.now()
+        await setRemoteVideoSize(small, { width: 1280, height: 720 })
+        const grown = await eventually(
+          'Small to receive a high layer again across the link',
+          async () => {
+            const video = await receivedVideo(small, 'Caster')
+            return video !== undefined && video.frameWidth > low.frameWidth ? video : undefined
+          },
+          { timeoutMs: 30_000 },
+        )
+        console.log(
+          `dynacast across instances: Small's first frame ${firstFrameMs} ms after joining instance 2; ${high.rid} stopped ${stoppedMs} ms after (${JSON.stringify(stopped)}); ` +
+            `uplink then ${total(withDynacast)} kbit/s (${JSON.stringify(withDynacast)}); ${grown.frameWidth}x${grown.frameHeight} decoded ${Date.now() - grownAt} ms after the resize`,
+        )
+        await Promise.all([caster.close(), small.close()])
+      } finally {
+        await Promise.all([one.close(), two.close()])
+      }
+    })
   })
 })
