@@ -138,7 +138,8 @@ export async function createServer({
     media,
     log: log.child({ component: 'rooms' }),
     onTrackChange: (track, change) => {
-      meeting?.trackChanged(track, change)
+      // Another node records an imported track's owner; a recording here takes every track.
+      if (!track.imported) meeting?.trackChanged(track, change)
       recordingsOfTracks?.trackChanged(track, change)
       relay?.trackChanged(track, change)
     },

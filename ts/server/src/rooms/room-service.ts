@@ -14,7 +14,10 @@ import { ServerOffers } from './server-offers.js'
 export interface RoomServiceOptions {
   media: MediaEngine
   log: Logger
-  /** Told when a track of the room starts or ends (the meeting keeps its records from this). */
+  /**
+   * Told when a track of the room starts or ends (the meeting keeps its records from this), those
+   * imported from other nodes too (`track.imported`: not this node's to record in the store).
+   */
   onTrackChange?: (track: PublishedTrack, change: 'published' | 'ended') => void
   /** Video last-N: each participant receives the cameras of only the N latest speakers. Default 0: off. */
   lastN?: number
@@ -282,6 +285,7 @@ export class RoomService {
     track.muted = spec.muted
     room.tracks.set(track.engineId, track)
     room.broadcast({ type: 'track-published', track: track.info() })
+    this.#onTrackChange?.(track, 'published')
     this.#log.info('imported track added', { roomId, trackId: track.id, participantId: owner.id, kind: track.kind })
     for (const viewer of room.participants.values()) {
       if (!fillsItself(viewer)) continue
@@ -498,7 +502,7 @@ export class RoomService {
     this.#adaptive.trackEnded(track)
     this.#dropReceivers(track)
     this.#log.info('track ended', { roomId: room.id, trackId: track.id, participantId: track.owner.id })
-    if (!track.imported) this.#onTrackChange?.(track, 'ended')
+    this.#onTrackChange?.(track, 'ended')
   }
 
   /** Unsubscribes every receiver of `track`; a viewer's freed m-line takes another track. */
