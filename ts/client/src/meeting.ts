@@ -84,8 +84,12 @@ type MeetingEvents = {
   ended: { reason: 'removed' | 'room-closed' | 'session-expired'; code?: string }
   /** The signaling socket dropped; media goes on while the meeting resumes the session. */
   reconnecting: { reason: string }
-  /** The session was resumed on a new socket, `afterMs` after the drop; ICE was restarted if the network had changed. */
-  reconnected: { afterMs: number; attempts: number; iceRestarted: boolean }
+  /**
+   * The session was resumed on a new socket, `afterMs` after the drop; ICE was restarted if the
+   * network had changed. `mediaRestarted`: it resumed on another server, so `pc` is a new peer
+   * connection, negotiated anew (remote tracks ended and come back as `track` events).
+   */
+  reconnected: { afterMs: number; attempts: number; iceRestarted: boolean; mediaRestarted: boolean }
   /**
    * The room started or stopped being recorded. `recording` is the one in progress (none once it
    * stopped); `failed` and `partial` describe the one that stopped.
@@ -138,7 +142,8 @@ export interface NegotiationStep {
  * reported through `track` events, including the ones the first answer already carries.
  */
 export class Meeting extends Emitter<MeetingEvents> {
-  readonly pc: RTCPeerConnection
+  /** Replaced by a new one when the session resumes on another server (`reconnected` says so). */
+  pc: RTCPeerConnection
   readonly participants = new Map<ParticipantId, ParticipantInfo>()
   /** Every remote track the room has, received or not yet. */
   readonly tracks = new Map<TrackId, TrackInfo>()
@@ -189,13 +194,28 @@ export class Meeting extends Emitter<MeetingEvents> {
   constructor(options: MeetingOptions) {
     super()
     this.#options = options
-    // The server is ICE-lite with a host candidate in every answer; TURN servers, if any, come with the join response.
-    this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceTransportPolicy: options.iceTransportPolicy ?? 'all' })
+    this.pc = this.#newPeerConnection()
     this.#sizes = new VideoSizeReporter((trackId, { width, height }) => this.setPreferredSize(trackId, width, height))
+  }
+
+  #newPeerConnection(): RTCPeerConnection {
+    // The server is ICE-lite with a host candidate in every answer; TURN servers, if any, come with the join response.
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceTransportPolicy: this.#options.iceTransportPolicy ?? 'all' })
     // A path that failed for good (a network change it did not survive): new credentials, new checks.
-    this.pc.addEventListener('iceconnectionstatechange', () => {
-      if (this.pc.iceConnectionState === 'failed' && this.#resumeId !== undefined) this.restartIce().catch((error: unknown) => this.#report(error))
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (pc === this.pc && pc.iceConnectionState === 'failed' && this.#resumeId !== undefined) this.restartIce().catch((error: unknown) => this.#report(error))
     })
+    return pc
+  }
+
+  /** Sends a camera or microphone track, if the grants allow its source (the server refuses an offer that sends more). */
+  #publishDevice(track: MediaStreamTrack, grants: Grants): void {
+    const { stream, simulcast = false, svc, videoCodec } = this.#options
+    const source = track.kind === 'audio' ? 'microphone' : 'camera'
+    if (!grants.canPublish || !grants.canPublishSources.includes(source)) return
+    const transceiver = this.pc.addTransceiver(track, sendTransceiverInit(track, stream, simulcast, svc))
+    if (svc !== undefined && track.kind === 'video') preferSvc(transceiver, svc)
+    else if (videoCodec !== undefined && track.kind === 'video') preferCodec(transceiver, videoCodec)
   }
 
   /** Set once joined. */
@@ -205,7 +225,7 @@ export class Meeting extends Emitter<MeetingEvents> {
 
   /** Connects, joins the room, publishes the stream and subscribes to everyone; rejects if any step fails. */
   async join(): Promise<void> {
-    const { url, room, name, stream, token, simulcast = false, svc } = this.#options
+    const { url, room, name, stream, token } = this.#options
     const wsUrl = new URL(url)
     if (token !== undefined) wsUrl.searchParams.set('token', token)
     try {
@@ -223,15 +243,7 @@ export class Meeting extends Emitter<MeetingEvents> {
       // Before the first offer, so ICE gathering already knows the relays.
       if (joined.iceServers) this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: joined.iceServers })
       for (const participant of joined.participants) this.participants.set(participant.participantId, participant)
-      for (const track of stream.getTracks()) {
-        // Only what the grants allow is published: the server refuses an offer that sends more.
-        const source = track.kind === 'audio' ? 'microphone' : 'camera'
-        if (joined.grants.canPublish && joined.grants.canPublishSources.includes(source)) {
-          const transceiver = this.pc.addTransceiver(track, sendTransceiverInit(track, stream, simulcast, svc))
-          if (svc !== undefined && track.kind === 'video') preferSvc(transceiver, svc)
-          else if (this.#options.videoCodec !== undefined && track.kind === 'video') preferCodec(transceiver, this.#options.videoCodec)
-        }
-      }
+      for (const track of stream.getTracks()) this.#publishDevice(track, joined.grants)
       for (const track of joined.tracks) this.#expect(track)
       // Registered in the same task as the reply: no event can slip in between.
       this.#listen(signaling)
@@ -758,6 +770,7 @@ export class Meeting extends Emitter<MeetingEvents> {
       return
     }
     const droppedAt = performance.now()
+    const pcBefore = this.pc
     this.emit('reconnecting', { reason })
     const outcome = await resumeWithBackoff({
       attempt: () => this.#resumeOnce(participantId, resumeId),
@@ -771,12 +784,13 @@ export class Meeting extends Emitter<MeetingEvents> {
       this.#close(`could not resume (${code}): ${outcome.error?.message ?? 'the grace period is over'}`)
       return
     }
-    const iceRestarted = this.pc.iceConnectionState === 'disconnected' || this.pc.iceConnectionState === 'failed'
+    const mediaRestarted = this.pc !== pcBefore
+    const iceRestarted = !mediaRestarted && (this.pc.iceConnectionState === 'disconnected' || this.pc.iceConnectionState === 'failed')
     if (iceRestarted) this.pc.restartIce()
     // Whatever changed while away (tracks to receive, a restart, offers that failed) is offered now.
     if (iceRestarted || outcome.value) await this.#negotiate().catch((error: unknown) => this.#report(error))
     if (this.#closed) return
-    this.emit('reconnected', { afterMs: Math.round(performance.now() - droppedAt), attempts: outcome.attempts, iceRestarted })
+    this.emit('reconnected', { afterMs: Math.round(performance.now() - droppedAt), attempts: outcome.attempts, iceRestarted, mediaRestarted })
   }
 
   /** One attempt: a new socket, `resume`, and the room as it is now. Resolves whether an offer is needed. */
@@ -798,10 +812,44 @@ export class Meeting extends Emitter<MeetingEvents> {
       return false
     }
     this.#signaling = signaling
-    const needsOffer = this.#applySnapshot(reply)
+    if (reply.media === 'new') this.#restartMedia(reply)
+    const needsOffer = this.#applySnapshot(reply) || reply.media === 'new'
     // Same task as the reply, as after join: no event can slip in between.
     this.#listen(signaling)
     return needsOffer
+  }
+
+  /**
+   * The session moved to another server, which has no peer for us: a new peer connection sends
+   * what the old one sent (the same track objects, so a disabled microphone stays disabled, and
+   * the screen share) and receives the room's tracks, negotiated as after a join. Every remote
+   * track the old one received ends; `#applySnapshot` then expects the snapshot's anew.
+   */
+  #restartMedia(snapshot: ResumedReply): void {
+    const old = this.pc
+    const screen = this.#screen
+    // What we sent, as the senders have it now (a camera swapped with replaceTrack included).
+    const sent = old
+      .getTransceivers()
+      .filter((transceiver) => transceiver !== screen?.transceiver && (transceiver.direction === 'sendonly' || transceiver.direction === 'sendrecv'))
+      .map((transceiver) => transceiver.sender.track)
+      .filter((track): track is MediaStreamTrack => track !== null && track.readyState === 'live')
+    this.pc = this.#newPeerConnection()
+    old.close()
+    if (snapshot.iceServers) this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: snapshot.iceServers })
+    this.#sources.clear()
+    this.#byMid.clear()
+    // Our tracks get new ids there; a host's mute is applied to the new ones again.
+    this.mutedOwnTracks.clear()
+    for (const track of sent) this.#publishDevice(track, snapshot.grants)
+    if (screen !== undefined) {
+      screen.transceiver = this.pc.addTransceiver(screen.track, { direction: 'sendonly', streams: [new MediaStream([screen.track])] })
+      this.#sources.set(screen.transceiver, 'screen')
+    }
+    for (const [trackId, track] of this.tracks) {
+      this.emit('track-ended', { trackId, participantId: track.participantId, ...(track.source ? { source: track.source } : {}) })
+    }
+    this.tracks.clear()
   }
 
   /** Brings what we know in line with a fresh snapshot; true when there are new tracks to receive. */

@@ -92,7 +92,7 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   // The identity was removed from the room: its token no longer admits it.
   participant_removed: 403,
   not_ready: 503,
-  // Wrong resume id, another identity, or a session this node does not hold.
+  // Wrong resume id, another identity, or another node took the session over first.
   resume_failed: 403,
   // The grace period ran out (or the participant left): join again.
   session_expired: 410,

@@ -90,7 +90,8 @@ export type ResumeId = z.infer<typeof ResumeId>
 /**
  * Takes back a participation whose socket dropped, within the server's grace period, on a new
  * socket whose token has the same identity. Answered by `resumed`, or `error` with `resume_failed`
- * (wrong id or identity, or another node holds the session) or `session_expired` (join again).
+ * (wrong id or identity, or another node took it over first) or `session_expired` (join again).
+ * On a node that does not hold the session, the session moves there (`resumed` with `media: 'new'`).
  */
 export const ResumeRequest = z.object({
   type: z.literal('resume'),
@@ -212,6 +213,12 @@ export const ResumedReply = z.object({
   protocolVersion: z.literal(PROTOCOL_VERSION),
   ...RoomSnapshot.shape,
   subscriptions: z.array(SubscriptionInfo),
+  /**
+   * `new`: the session moved to another server, which has no peer for it: close the peer
+   * connection, make a new one and negotiate it as after `joined` (its tracks get new ids;
+   * `subscriptions` is empty). Absent: the peer goes on (restart ICE if the network changed).
+   */
+  media: z.literal('new').optional(),
 })
 export type ResumedReply = z.infer<typeof ResumedReply>
 

@@ -85,3 +85,10 @@ test('CONCLAVE_RESUME_GRACE_MS sets how long a dropped participant may resume; 0
   assert.throws(() => loadConfig({ CONCLAVE_RESUME_GRACE_MS: '-1' }), /CONCLAVE_RESUME_GRACE_MS/)
   assert.throws(() => loadConfig({ CONCLAVE_RESUME_GRACE_MS: '1.5s' }), /CONCLAVE_RESUME_GRACE_MS/)
 })
+
+test('CONCLAVE_LEASE_MS sets how long a participant outlives its node\'s last renewal; junk and too short are refused', () => {
+  assert.equal(loadConfig({ CONCLAVE_LEASE_MS: '1500' }).leaseMs, 1500)
+  assert.equal(loadConfig({}).leaseMs, undefined, 'createServer keeps its default')
+  assert.throws(() => loadConfig({ CONCLAVE_LEASE_MS: '299' }), /CONCLAVE_LEASE_MS/)
+  assert.throws(() => loadConfig({ CONCLAVE_LEASE_MS: '30s' }), /CONCLAVE_LEASE_MS/)
+})

@@ -15,7 +15,7 @@ export interface Config extends ServerOptions {
  * CONCLAVE_HTTP_PORT (8080), CONCLAVE_HTTP_HOST (0.0.0.0), CONCLAVE_UDP_PORT (40000),
  * CONCLAVE_UDP_BIND_ADDRESS (0.0.0.0), CONCLAVE_ANNOUNCED_ADDRESS (127.0.0.1),
  * CONCLAVE_JWT_SECRET (unset: open), CONCLAVE_JWKS_URL, CONCLAVE_API_KEY, CONCLAVE_REDIS_URL (unset: in
- * memory), CONCLAVE_REDIS_PREFIX, CONCLAVE_NODE_ID, CONCLAVE_RELAY_ADDRESS (the announced address), CONCLAVE_RESUME_GRACE_MS (15000; 0: no resume), CONCLAVE_LAST_N (0: off; else each participant hears only the N loudest), CONCLAVE_LOG_LEVEL (info). Recording: CONCLAVE_RECORDER_COMMAND,
+ * memory), CONCLAVE_REDIS_PREFIX, CONCLAVE_NODE_ID, CONCLAVE_RELAY_ADDRESS (the announced address), CONCLAVE_RESUME_GRACE_MS (15000; 0: no resume), CONCLAVE_LEASE_MS (30000), CONCLAVE_LAST_N (0: off; else each participant hears only the N loudest), CONCLAVE_LOG_LEVEL (info). Recording: CONCLAVE_RECORDER_COMMAND,
  * CONCLAVE_RECORDINGS_DIR (./recordings), CONCLAVE_AZURE_STORAGE_CONNECTION_STRING with CONCLAVE_AZURE_CONTAINER.
  * Throws on a malformed value.
  */
@@ -44,6 +44,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     const graceMs = Number(rawGrace)
     if (!Number.isInteger(graceMs) || graceMs < 0) throw new Error(`CONCLAVE_RESUME_GRACE_MS must be a whole number of ms, not ${rawGrace}`)
     config.resumeGraceMs = graceMs
+  }
+  const rawLease = env.CONCLAVE_LEASE_MS
+  if (rawLease) {
+    const leaseMs = Number(rawLease)
+    // Renewed every third of the lease, at most every 100 ms: a shorter lease would lapse between renewals.
+    if (!Number.isInteger(leaseMs) || leaseMs < 300) throw new Error(`CONCLAVE_LEASE_MS must be a whole number of ms, at least 300, not ${rawLease}`)
+    config.leaseMs = leaseMs
   }
   const rawLastN = env.CONCLAVE_LAST_N
   if (rawLastN) {

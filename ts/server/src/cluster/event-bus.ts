@@ -9,6 +9,11 @@ export type ClusterEvent =
   | { type: 'participant-joined'; roomId: RoomId; participant: ParticipantRecord }
   | { type: 'participant-left'; roomId: RoomId; participant: ParticipantRecord; reason: string }
   | { type: 'participant-updated'; roomId: RoomId; participant: ParticipantRecord }
+  /**
+   * Its session resumed on node `toNode` (the store says so already): `fromNode` forgets it and
+   * closes its peer without announcing a leave; its tracks end there, new ones come from `toNode`.
+   */
+  | { type: 'participant-migrated'; roomId: RoomId; participantId: ParticipantId; fromNode: string; toNode: string }
   | { type: 'participant-admitted'; roomId: RoomId; participantId: ParticipantId }
   | { type: 'participant-denied'; roomId: RoomId; participant: ParticipantRecord }
   | { type: 'participant-removed'; roomId: RoomId; participant: ParticipantRecord; by: ParticipantId | undefined }

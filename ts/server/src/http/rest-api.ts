@@ -228,7 +228,7 @@ export function createRestApi({ meeting, auth, apiKey, readiness = {}, log, maxB
 }
 
 function participantDetails(record: ParticipantRecord): ParticipantDetails {
-  const { roomId: _roomId, resumeHash: _resumeHash, connection: _connection, ...details } = record
+  const { roomId: _roomId, resumeHash: _resumeHash, connection: _connection, serverOffers: _serverOffers, ...details } = record
   return details
 }
 

@@ -36,11 +36,13 @@ import type { RecordingControl } from '../recording/recording-service.js'
 import type { AddOutcome, ParticipantPatch, ParticipantRecord, RoomRecord, RoomStore } from '../state/room-store.js'
 import { type TurnOptions, turnIceServers } from '../turn/turn-credentials.js'
 import { BreakoutControl, chatAudience, partitionOf, sameBreakoutGroup } from './breakouts.js'
+import { LEASE_EXPIRED, announceExpiredLeases } from './lease-expiry.js'
 import { sendingSections } from './offer-sections.js'
 import { type Participant, type PublishedTrack, newParticipantId } from './participant.js'
 import { hashResumeId, newResumeId, resumeIdMatches } from './resume-id.js'
 import { type Negotiated, type RoomService, subscriptionsOf } from './room-service.js'
 import { SerialQueue } from './serial-queue.js'
+import { endImportsOf, takeOverSession } from './session-migration.js'
 import { StreamSessions } from './stream-sessions.js'
 
 /** A member's connection as the meeting needs it. */
@@ -59,6 +61,8 @@ export type JoinResult = { state: 'active'; snapshot: RoomSnapshot } | { state: 
 export interface ResumeResult {
   snapshot: RoomSnapshot
   subscriptions: SubscriptionInfo[]
+  /** `new`: the session moved here from another node; the client negotiates a new peer connection. */
+  media?: 'new'
 }
 
 /** Where events for a member whose socket dropped go: nowhere; `resumed` carries the state instead. */
@@ -101,6 +105,8 @@ interface LocalMember {
   graceTimer: NodeJS.Timeout | undefined
   /** It joined with `serverOffers`: it answers the server's offers. */
   serverOffers?: boolean
+  /** Moved here from another node: sources a host had muted there, muted again when published here. */
+  remute?: Set<TrackSource>
 }
 
 const OUTCOME_ERRORS: Record<Exclude<AddOutcome, 'added'>, [AppError['code'], string]> = {
@@ -204,6 +210,7 @@ export class MeetingService {
       tracks: [],
       resumeHash: hashResumeId(resumeId),
       connection: 'connected',
+      ...(serverOffers ? { serverOffers: true } : {}),
     }
     const outcome = await this.#store.addParticipant(record, { bypassLock: principal.role === 'host' || principal.grants.recorder })
     if (outcome !== 'added') throw new AppError(...OUTCOME_ERRORS[outcome])
@@ -253,19 +260,14 @@ export class MeetingService {
 
   /**
    * Takes back a session over a new connection. The token's identity must be the session's and
-   * `resumeId` the one its snapshot carried. Sessions live on the node that holds their peer, so
-   * another node refuses with `resume_failed` (a load balancer keeps a participant on its node).
+   * `resumeId` the one its snapshot carried. A session another node holds moves here with a new
+   * peer (`media: 'new'`, see ./session-migration.ts); one held here keeps its peer.
    * Events for it are held until `release`, as after `join`.
    */
   async resume(principal: Principal, roomId: RoomId, participantId: ParticipantId, resumeId: string, channel: MemberChannel): Promise<ResumeResult> {
     authorizeRoom(principal, roomId)
     const member = this.#local.get(participantId)
-    if (member === undefined || member.gone || member.record.roomId !== roomId) {
-      const record = await this.#store.getParticipant(roomId, participantId)
-      if (record === undefined) throw new AppError('session_expired', 'the session is over; join again')
-      const node = resumeIdMatches(resumeId, record.resumeHash) && record.identity === principal.identity ? ` (it is held by node ${record.nodeId})` : ''
-      throw new AppError('resume_failed', `this node cannot resume the session${node}`)
-    }
+    if (member === undefined || member.gone || member.record.roomId !== roomId) return this.#takeOver(principal, roomId, participantId, resumeId, channel)
     // Anonymous principals (open dev mode) get a new identity per socket: the resume id alone proves it.
     const sameIdentity = principal.anonymous || member.record.identity === principal.identity
     if (!resumeIdMatches(resumeId, member.record.resumeHash) || !sameIdentity) {
@@ -289,6 +291,31 @@ export class MeetingService {
     return { snapshot, subscriptions: subscriptionsOf(member.media) }
   }
 
+  /** `resume` of a session another node holds: it moves here, and its member gets a new peer. */
+  async #takeOver(principal: Principal, roomId: RoomId, participantId: ParticipantId, resumeId: string, channel: MemberChannel): Promise<ResumeResult> {
+    const room = await this.#store.getRoom(roomId)
+    if (room === undefined) throw new AppError('session_expired', 'the session is over; join again')
+    const { record, fromNode, mutedSources } = await takeOverSession(this.#store, this.#nodeId, principal, roomId, participantId, resumeId)
+    const member: LocalMember = { record, channel, media: undefined, held: [], gone: false, resumeId, graceTimer: undefined, serverOffers: record.serverOffers === true }
+    if (mutedSources.length > 0) member.remute = new Set(mutedSources)
+    this.#local.set(participantId, member)
+    try {
+      // First, so the old node lets go before anything else about it reaches it.
+      await this.#bus.publish({ type: 'participant-migrated', roomId, participantId, fromNode, toNode: this.#nodeId })
+      endImportsOf(this.#rooms, roomId, participantId)
+      const media = this.#attachMedia(member)
+      await this.#rooms.setPartition(media, partitionOf(await this.#breakouts.get(roomId), participantId))
+      const snapshot = await this.#snapshotOf(member, room)
+      await this.#bus.publish({ type: 'participant-updated', roomId, participant: record })
+      this.#log.info('participant resumed from another node', { roomId, participantId, fromNode })
+      return { snapshot, subscriptions: [], media: 'new' }
+    } catch (error) {
+      // Half moved is no session: it ends here as with `leave`.
+      await this.leave(participantId, 'resume_failed').catch(() => undefined)
+      throw error
+    }
+  }
+
   async #setConnection(member: LocalMember, connection: 'connected' | 'reconnecting'): Promise<void> {
     const { roomId, participantId } = member.record
     member.record = { ...member.record, connection }
@@ -302,7 +329,8 @@ export class MeetingService {
     if (member === undefined) return
     this.#forget(member)
     const media = member.media
-    const removed = await this.#store.removeParticipant(member.record.roomId, participantId)
+    // Only while this node holds it: one that moved on meanwhile just lets its old peer go here.
+    const removed = await this.#store.removeParticipant(member.record.roomId, participantId, { heldBy: this.#nodeId })
     if (removed !== undefined) {
       if (removed.state === 'waiting') await this.#bus.publish({ type: 'waiting-room-changed', roomId: removed.roomId })
       else await this.#bus.publish({ type: 'participant-left', roomId: removed.roomId, participant: removed, reason })
@@ -554,6 +582,14 @@ export class MeetingService {
 
   /** Gives an active member its media side and builds what it learns on entering. */
   async #activate(member: LocalMember, room: RoomRecord): Promise<RoomSnapshot> {
+    this.#attachMedia(member)
+    const snapshot = await this.#snapshotOf(member, room)
+    if (!member.record.grants.hidden) await this.#bus.publish({ type: 'participant-joined', roomId: member.record.roomId, participant: member.record })
+    return snapshot
+  }
+
+  /** Gives an active member its media side here (no peer until its first offer). */
+  #attachMedia(member: LocalMember): Participant {
     const { record } = member
     const { participant: media } = this.#rooms.join(record.roomId, record.name, {
       send: (event) => this.#deliver(member, event),
@@ -564,9 +600,7 @@ export class MeetingService {
     }, { id: record.participantId, announce: false, serverOffers: member.serverOffers === true })
     media.canSubscribe = record.grants.canSubscribe
     member.media = media
-    const snapshot = await this.#snapshotOf(member, room)
-    if (!record.grants.hidden) await this.#bus.publish({ type: 'participant-joined', roomId: record.roomId, participant: record })
-    return snapshot
+    return media
   }
 
   /** What an active member learns on entering (or resuming): the room as it is now. */
@@ -665,6 +699,12 @@ export class MeetingService {
     this.#store
       .updateParticipant(member.record.roomId, member.record.participantId, { tracks })
       .catch((error: unknown) => this.#log.warn('recording a track failed', { participantId: track.owner.id, err: error }))
+    if (change === 'published' && track.source !== undefined && member.remute?.delete(track.source)) {
+      const { roomId, participantId } = member.record
+      this.#bus
+        .publish({ type: 'track-muted', roomId, participantId, trackId: track.id, by: undefined })
+        .catch((error: unknown) => this.#log.warn('muting a moved track again failed', { participantId, err: error }))
+    }
   }
 
   #forget(member: LocalMember): void {
@@ -713,6 +753,14 @@ export class MeetingService {
         if (event.type === 'participant-removed' && local !== undefined) {
           await this.#kick(local, { type: 'removed', ...(event.by ? { by: event.by } : {}) }, CLOSE_CODES.removed, 'removed')
         }
+        if (event.type === 'participant-left' && event.reason === LEASE_EXPIRED && local !== undefined && !local.gone) {
+          // Its lease ran out while this node held it (renewals failed) and the others were told it
+          // left: it ends here too. 1011, not a close code of ours, so the client tries `resume`
+          // and learns the session expired.
+          this.#forget(local)
+          local.channel.close(1011, LEASE_EXPIRED)
+          if (local.media !== undefined) await this.#rooms.leave(local.media, LEASE_EXPIRED)
+        }
         if (gone.state !== 'active' || !isListed(gone)) return
         for (const member of this.#activeMembersOf(event.roomId)) this.#deliver(member, { type: 'participant-left', participantId: gone.participantId })
         return
@@ -725,6 +773,16 @@ export class MeetingService {
         for (const member of this.#activeMembersOf(event.roomId)) {
           this.#deliver(member, { type: 'participant-updated', participant: participantInfo(updated) })
         }
+        return
+      }
+      case 'participant-migrated': {
+        const local = this.#local.get(event.participantId)
+        if (local === undefined || event.toNode === this.#nodeId) return
+        // Its session goes on at `toNode`: no leave for anyone; its peer closes, so its tracks end.
+        this.#forget(local)
+        local.channel.close(CLOSE_CODES.replaced, 'resumed on another node')
+        if (local.media !== undefined) await this.#rooms.leave(local.media, 'migrated')
+        this.#log.info('participant moved to another node', { roomId: event.roomId, participantId: event.participantId, toNode: event.toNode })
         return
       }
       case 'participant-admitted': {
@@ -858,6 +916,8 @@ export class MeetingService {
     for (const [roomId, ids] of byRoom) {
       await this.#store.refresh(roomId, ids).catch((error: unknown) => this.#log.warn('renewing leases failed', { roomId, err: error }))
     }
+    // Only rooms where this node holds someone: someone here must hear of the others' dead nodes.
+    await announceExpiredLeases({ store: this.#store, bus: this.#bus, log: this.#log }, new Set([...byRoom.keys(), ...this.sessions.roomIds()]))
   }
 }
 

@@ -186,6 +186,11 @@ export class StreamSessions {
     this.#write(session, { ...session.record, tracks })
   }
 
+  /** The rooms where this node holds a session. */
+  roomIds(): Set<RoomId> {
+    return new Set([...this.#held.values()].map((session) => session.record.roomId))
+  }
+
   /** Every held session ends (its record goes, its leaving is announced); the listener and the lease timer stop. */
   async close(): Promise<void> {
     clearInterval(this.#refresher)

@@ -230,10 +230,10 @@ export class SignalingSession {
   async #resume({ id, room, participantId, resumeId }: ResumeRequest): Promise<void> {
     if (this.#participantId !== undefined) throw new AppError('invalid_state', 'this connection already joined a room')
     const channel = this.#newMemberChannel()
-    const { snapshot, subscriptions } = await this.#meeting.resume(this.#principal, room, participantId, resumeId, channel)
+    const { snapshot, subscriptions, media } = await this.#meeting.resume(this.#principal, room, participantId, resumeId, channel)
     this.#participantId = participantId
     this.#memberChannel = channel
-    this.#send({ type: 'resumed', id, protocolVersion: PROTOCOL_VERSION, ...snapshot, subscriptions })
+    this.#send({ type: 'resumed', id, protocolVersion: PROTOCOL_VERSION, ...snapshot, subscriptions, ...(media ? { media } : {}) })
     this.#meeting.release(participantId)
     if (this.#closed) await this.#meeting.disconnected(participantId, channel)
   }

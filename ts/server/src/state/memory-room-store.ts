@@ -10,6 +10,7 @@ import {
   DEFAULT_REMOVAL_MS,
   type ParticipantPatch,
   type ParticipantRecord,
+  type RemoveOptions,
   type RoomPatch,
   type RoomRecord,
   type RoomStore,
@@ -22,6 +23,8 @@ interface StoredRoom {
   /** When the room goes if no participant renews it; Infinity while it has participants. */
   expiresAt: number
   participants: Map<ParticipantId, { record: ParticipantRecord; expiresAt: number }>
+  /** Participants whose lease ran out, kept until a sweep takes them or one more lease passes. */
+  expired: Map<ParticipantId, { record: ParticipantRecord; keptUntil: number }>
   breakouts?: Breakouts
 }
 
@@ -43,7 +46,7 @@ export class MemoryRoomStore implements RoomStore {
     if (this.#room(room.id) !== undefined) return false
     // A new room lives at least one lease, so the join that made it can still add its participant.
     const ttl = Math.max(this.#emptyTtl(room), this.#leaseMs)
-    this.#rooms.set(room.id, { record: clone(room), expiresAt: this.#now() + ttl, participants: new Map() })
+    this.#rooms.set(room.id, { record: clone(room), expiresAt: this.#now() + ttl, participants: new Map(), expired: new Map() })
     return true
   }
 
@@ -92,7 +95,7 @@ export class MemoryRoomStore implements RoomStore {
     if (room === undefined) return undefined
     this.#rooms.delete(roomId)
     this.#removed.delete(roomId)
-    return [...room.participants.values()].map(({ record }) => clone(record)).sort(byJoinTime)
+    return [...room.participants.values(), ...room.expired.values()].map(({ record }) => clone(record)).sort(byJoinTime)
   }
 
   async addParticipant(participant: ParticipantRecord, { bypassLock }: AddPolicy): Promise<AddOutcome> {
@@ -132,10 +135,11 @@ export class MemoryRoomStore implements RoomStore {
     return clone(entry.record)
   }
 
-  async removeParticipant(roomId: RoomId, participantId: ParticipantId, { ban = false } = {}): Promise<ParticipantRecord | undefined> {
+  async removeParticipant(roomId: RoomId, participantId: ParticipantId, { ban = false, heldBy }: RemoveOptions = {}): Promise<ParticipantRecord | undefined> {
     const room = this.#room(roomId)
     const entry = room?.participants.get(participantId)
     if (room === undefined || entry === undefined) return undefined
+    if (heldBy !== undefined && entry.record.nodeId !== heldBy) return undefined
     room.participants.delete(participantId)
     if (ban) {
       let removed = this.#removed.get(roomId)
@@ -146,6 +150,19 @@ export class MemoryRoomStore implements RoomStore {
       removed.set(entry.record.identity, this.#now() + this.#removalMs)
     }
     this.#settleIfEmpty(room)
+    return clone(entry.record)
+  }
+
+  async moveParticipant(
+    roomId: RoomId,
+    participantId: ParticipantId,
+    { from, to }: { from: string; to: string },
+    patch: ParticipantPatch = {},
+  ): Promise<ParticipantRecord | undefined> {
+    const entry = this.#room(roomId)?.participants.get(participantId)
+    if (entry === undefined || entry.record.state !== 'active' || entry.record.nodeId !== from) return undefined
+    entry.record = { ...entry.record, ...clone(patch), nodeId: to }
+    entry.expiresAt = this.#now() + this.#leaseMs
     return clone(entry.record)
   }
 
@@ -168,17 +185,30 @@ export class MemoryRoomStore implements RoomStore {
     }
   }
 
+  async sweepExpired(roomId: RoomId): Promise<ParticipantRecord[]> {
+    const room = this.#room(roomId)
+    if (room === undefined) return []
+    const swept = [...room.expired.values()].map(({ record }) => clone(record)).sort(byJoinTime)
+    room.expired.clear()
+    return swept
+  }
+
   async close(): Promise<void> {}
 
-  /** The room if it is still there, after dropping expired participants (and the room, if that empties it). */
+  /**
+   * The room if it is still there, after setting aside expired participants for the sweep (and
+   * dropping the room, with them, if that empties it).
+   */
   #room(roomId: RoomId): StoredRoom | undefined {
     const room = this.#rooms.get(roomId)
     if (room === undefined) return undefined
     const now = this.#now()
     let expired = false
+    for (const [id, entry] of room.expired) if (entry.keptUntil <= now) room.expired.delete(id)
     for (const [id, entry] of room.participants) {
       if (entry.expiresAt <= now) {
         room.participants.delete(id)
+        room.expired.set(id, { record: entry.record, keptUntil: entry.expiresAt + this.#leaseMs })
         expired = true
       }
     }

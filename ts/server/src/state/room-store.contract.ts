@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, test } from 'node:test'
-import { DEFAULT_GRANTS, type ParticipantId, type RoomId } from '@conclave/protocol'
+import { DEFAULT_GRANTS, type ParticipantId, type RoomId, type TrackId } from '@conclave/protocol'
 import { eventually } from '../../test/support/eventually.js'
 import type { ParticipantRecord, RoomRecord, RoomStore, RoomStoreOptions } from './room-store.js'
 
@@ -133,6 +133,38 @@ export function roomStoreContract(name: string, create: (options: RoomStoreOptio
       await store.addParticipant(guest, { bypassLock: false })
       const results = await Promise.all([1, 2, 3].map(() => store.updateParticipant(roomId, guest.participantId, { state: 'active' }, 'waiting')))
       assert.equal(results.filter((result) => result !== undefined).length, 1)
+    })
+
+    test('a session moves to another node as a compare-and-set on its node: of two nodes taking it at once, one does', async () => {
+      await store.createRoom(room())
+      const ada = participant({ resumeHash: 'cd'.repeat(32), connection: 'reconnecting', tracks: [{ trackId: 'track-1' as TrackId, kind: 'video', muted: false }] })
+      await store.addParticipant(ada, { bypassLock: false })
+      const patch = { connection: 'connected', tracks: [] } as const
+      const [toB, toC] = await Promise.all([
+        store.moveParticipant(roomId, ada.participantId, { from: 'node-a', to: 'node-b' }, { ...patch, tracks: [] }),
+        store.moveParticipant(roomId, ada.participantId, { from: 'node-a', to: 'node-c' }, { ...patch, tracks: [] }),
+      ])
+      assert.equal([toB, toC].filter((moved) => moved !== undefined).length, 1, 'exactly one node takes it')
+      const moved = toB ?? toC
+      assert.deepEqual(moved, { ...ada, nodeId: moved?.nodeId, connection: 'connected', tracks: [] })
+      assert.ok(moved?.nodeId === 'node-b' || moved?.nodeId === 'node-c')
+      assert.deepEqual(await store.getParticipant(roomId, ada.participantId), moved)
+      assert.equal(await store.moveParticipant(roomId, ada.participantId, { from: 'node-a', to: 'node-d' }), undefined, 'node-a no longer holds it')
+      assert.equal(await store.moveParticipant(roomId, 'p-none' as ParticipantId, { from: 'node-a', to: 'node-b' }), undefined)
+      const guest = participant({ state: 'waiting' })
+      await store.addParticipant(guest, { bypassLock: false })
+      assert.equal(await store.moveParticipant(roomId, guest.participantId, { from: 'node-a', to: 'node-b' }), undefined, 'only active participants move')
+    })
+
+    test('a removal for the node that holds a participant leaves one that moved on', async () => {
+      await store.createRoom(room())
+      const ada = participant()
+      await store.addParticipant(ada, { bypassLock: false })
+      await store.moveParticipant(roomId, ada.participantId, { from: 'node-a', to: 'node-b' })
+      assert.equal(await store.removeParticipant(roomId, ada.participantId, { heldBy: 'node-a' }), undefined)
+      assert.equal((await store.getParticipant(roomId, ada.participantId))?.nodeId, 'node-b')
+      assert.deepEqual(await store.removeParticipant(roomId, ada.participantId, { heldBy: 'node-b' }), { ...ada, nodeId: 'node-b' })
+      assert.equal(await store.getParticipant(roomId, ada.participantId), undefined)
     })
 
     test('a removed identity is refused from then on; others are not', async () => {
@@ -265,5 +297,87 @@ export function roomStoreContract(name: string, create: (options: RoomStoreOptio
       const keyCount = harness.keyCount
       if (keyCount !== undefined) await eventually('no key to be left', async () => (await keyCount()) === 0)
     })
+
+    test('a moved participant gets a new lease from the move; an expired one does not move', async () => {
+      harness = await create({ leaseMs: 1500 })
+      const { store } = harness
+      await store.createRoom(room())
+      const ada = participant()
+      const bob = participant()
+      await store.addParticipant(ada, { bypassLock: false })
+      await store.addParticipant(bob, { bypassLock: false })
+      // Most of their common lease passes; then Ada moves and must outlive Bob.
+      await sleep(1000)
+      assert.ok(await store.moveParticipant(roomId, ada.participantId, { from: 'node-a', to: 'node-b' }))
+      await eventually('Bob to expire', async () => (await store.getParticipant(roomId, bob.participantId)) === undefined)
+      assert.equal((await store.getParticipant(roomId, ada.participantId))?.nodeId, 'node-b', 'Ada is still there, on node-b')
+      assert.equal(await store.moveParticipant(roomId, bob.participantId, { from: 'node-a', to: 'node-b' }), undefined)
+    })
+
+    test('an expired participant is swept once, whole, even a while after its lease, and is gone for every other call', async () => {
+      harness = await create({ leaseMs: 1000 })
+      const { store } = harness
+      await store.ensureRoom(room({ explicit: false }))
+      const kept = participant()
+      const lost = participant({ role: 'cohost', tracks: [{ trackId: 'track-9' as never, kind: 'video', source: 'camera', muted: false }] })
+      await store.addParticipant(kept, { bypassLock: false })
+      await store.addParticipant(lost, { bypassLock: false })
+      const refresher = setInterval(() => void store.refresh(roomId, [kept.participantId]), 100)
+      try {
+        await eventually('the unrefreshed participant to expire', async () => (await store.listParticipants(roomId)).length === 1)
+        assert.equal(await store.getParticipant(roomId, lost.participantId), undefined)
+        assert.equal(await store.updateParticipant(roomId, lost.participantId, { handRaised: true }), undefined)
+        assert.equal(await store.removeParticipant(roomId, lost.participantId), undefined, 'its leaving is the sweep\'s to announce')
+        await store.refresh(roomId, [lost.participantId])
+        assert.deepEqual((await store.listParticipants(roomId)).map((p) => p.participantId), [kept.participantId], 'a lease that ran out is not renewed')
+        // The sweeping nodes tick every third of a lease: a sweep may come that late and still finds the whole record.
+        await new Promise((resolve) => setTimeout(resolve, 250))
+        const sweeps = await Promise.all([1, 2, 3, 4].map(() => store.sweepExpired(roomId)))
+        assert.deepEqual(sweeps.flat(), [lost], 'one sweeper gets it, whole')
+        assert.deepEqual(await store.sweepExpired(roomId), [])
+        assert.ok(await store.getRoom(roomId), 'the room stays for the one still there')
+        assert.deepEqual(await store.listParticipants(roomId), [kept])
+      } finally {
+        clearInterval(refresher)
+      }
+    })
+
+    test('a sweep that empties a room made by a join drops it; one made by the API stays', async () => {
+      // The nodes' clocks (the leases) run ahead of the backend's own expiry (Redis key TTLs).
+      let now = 1_000_000
+      harness = await create({ leaseMs: 5000, now: () => now })
+      const { store } = harness
+      const implicit = 'implicit' as RoomId
+      await store.ensureRoom(room({ id: implicit, explicit: false }))
+      await store.createRoom(room())
+      const a = participant({ roomId: implicit })
+      const b = participant()
+      await store.addParticipant(a, { bypassLock: false })
+      await store.addParticipant(b, { bypassLock: false })
+      now += 5001
+      await store.sweepExpired(implicit)
+      assert.equal(await store.getRoom(implicit), undefined)
+      assert.deepEqual(await store.sweepExpired(roomId), [b])
+      assert.deepEqual(await store.getRoom(roomId), room())
+      assert.deepEqual((await store.listRooms()).map((r) => r.id), [roomId])
+      assert.equal(await store.addParticipant(participant(), { bypassLock: false }), 'added', 'the room made by the API takes participants again')
+    })
+
+    test('expired participants take no place in a full room', async () => {
+      let now = 1_000_000
+      harness = await create({ leaseMs: 5000, now: () => now })
+      const { store } = harness
+      await store.createRoom(room({ maxParticipants: 1 }))
+      const ghost = participant()
+      await store.addParticipant(ghost, { bypassLock: false })
+      assert.equal(await store.addParticipant(participant(), { bypassLock: false }), 'full')
+      now += 5001
+      assert.equal(await store.addParticipant(participant(), { bypassLock: false }), 'added')
+      assert.deepEqual(await store.sweepExpired(roomId), [ghost], 'and are still swept')
+    })
   })
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
 }

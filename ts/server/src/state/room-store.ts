@@ -30,6 +30,8 @@ export const ParticipantRecord = z.object({
   resumeHash: z.string().optional(),
   /** `reconnecting` while its signaling socket is gone, within the resume grace period. Absent: connected. */
   connection: z.enum(['connected', 'reconnecting']).optional(),
+  /** It joined with `serverOffers`: a node its session moves to keeps answering it with offers. */
+  serverOffers: z.boolean().optional(),
 })
 export type ParticipantRecord = z.infer<typeof ParticipantRecord>
 export type TrackRecord = TrackDetails
@@ -51,7 +53,8 @@ export interface AddPolicy {
  * added only if the room exists, is not locked to it, has space and never removed its identity,
  * all checked and written as one step. Participants are leased: a node refreshes the ones it holds
  * (`refresh`), and a participant whose node stopped doing so disappears after the lease, with its
- * room when that was made by a join. So a dead node leaves nothing behind.
+ * room when that was made by a join. So a dead node leaves nothing behind, and a node that sweeps
+ * the room (`sweepExpired`) learns who went that way.
  */
 export interface RoomStore {
   /** Creates the room unless one with its id exists; true when it did. */
@@ -83,7 +86,13 @@ export interface RoomStore {
    * `addParticipant` from then on. A room made by a join is dropped when it becomes empty; one made
    * by the REST API is kept for its `emptyTimeoutSeconds`.
    */
-  removeParticipant(roomId: RoomId, participantId: ParticipantId, options?: { ban?: boolean }): Promise<ParticipantRecord | undefined>
+  removeParticipant(roomId: RoomId, participantId: ParticipantId, options?: RemoveOptions): Promise<ParticipantRecord | undefined>
+  /**
+   * Hands an active participant held by node `from` to node `to` (its session resumed there) and
+   * applies `patch`, as one step, with a new lease: undefined unless it is live, active and still
+   * held by `from`, so of two nodes taking it at once only one does.
+   */
+  moveParticipant(roomId: RoomId, participantId: ParticipantId, move: { from: string; to: string }, patch?: ParticipantPatch): Promise<ParticipantRecord | undefined>
   isRemoved(roomId: RoomId, identity: string): Promise<boolean>
   /** The breakouts running in the room; undefined when none run or there is no room. */
   getBreakouts(roomId: RoomId): Promise<Breakouts | undefined>
@@ -94,9 +103,24 @@ export interface RoomStore {
    * with their room.
    */
   updateBreakouts(roomId: RoomId, update: BreakoutsUpdate): Promise<Breakouts | undefined | 'room_not_found'>
-  /** Renews the lease of these participants (those still there) and of their room. */
+  /** Renews the lease of these participants (those whose lease has not run out) and of their room. */
   refresh(roomId: RoomId, participantIds: readonly ParticipantId[]): Promise<void>
+  /**
+   * Removes the participants of the room whose lease ran out and returns them, whole, for their
+   * leaving to be announced: among callers sweeping at once only one gets each. An expired record
+   * is kept for this one more lease; a room made by a join that this empties is dropped. A room
+   * made by a join that went with its last lease may take its expired records with it, unannounced:
+   * no one is left in it to tell.
+   */
+  sweepExpired(roomId: RoomId): Promise<ParticipantRecord[]>
   close(): Promise<void>
+}
+
+export interface RemoveOptions {
+  /** Refuse its identity from then on. */
+  ban?: boolean
+  /** Remove it only while this node holds it (a node never removes a session that moved on). */
+  heldBy?: string
 }
 
 export type BreakoutsUpdate = (current: Breakouts | undefined) => Breakouts | undefined

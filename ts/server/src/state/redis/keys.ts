@@ -14,9 +14,15 @@ export function redisKeys(prefix = 'conclave:') {
      * Breakouts) while breakouts run. PEXPIRE: the room's lease.
      */
     room: (roomId: RoomId) => `${prefix}room:${roomId}`,
-    /** Sorted set: participant id -> when its lease ends (ms). PEXPIRE: the room's lease. */
+    /**
+     * Sorted set: participant id -> when its lease ends (ms), the one truth of whether it is there.
+     * Expired ids stay until a sweep removes (and announces) them. PEXPIRE: the room's lease.
+     */
     participants: (roomId: RoomId) => `${prefix}room:${roomId}:participants`,
-    /** Hash: the ParticipantRecord, one field per property, each value JSON. PEXPIRE: the participant's lease. */
+    /**
+     * Hash: the ParticipantRecord, one field per property, each value JSON. PEXPIRE: twice the
+     * participant's lease, so the sweep after the lease still has the record to announce.
+     */
     participant: (roomId: RoomId, participantId: ParticipantId) => `${prefix}room:${roomId}:participant:${participantId}`,
     /** The `participant` key without its id, for scripts that walk a room's participants. */
     participantPrefix: (roomId: RoomId) => `${prefix}room:${roomId}:participant:`,

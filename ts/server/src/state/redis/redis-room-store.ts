@@ -12,6 +12,7 @@ import {
   DEFAULT_REMOVAL_MS,
   type ParticipantPatch,
   ParticipantRecord,
+  type RemoveOptions,
   type RoomPatch,
   RoomRecord,
   type RoomStore,
@@ -37,6 +38,34 @@ local function extend_room(room, participants, rooms, room_id, now, ms)
 end
 `
 
+// Shared by the scripts: a participant's lease is its score in the room's participant set (ms); its
+// hash lives one lease longer, so that the node sweeping the room can still announce who it was.
+const LEASES = `
+local function is_live(participants, participant_id, now)
+  local score = redis.call('ZSCORE', participants, participant_id)
+  return score and tonumber(score) > now
+end
+local function record_ttl(lease) return 2 * lease end
+`
+
+// Shared by the scripts: once a room has no live participant, one made by the REST API waits its
+// empty timeout and one made by a join goes, with the expired records nobody announced (no one is
+// left to tell).
+const SETTLE_IF_EMPTY = `
+local function settle_if_empty(room, participants, rooms, room_id, now, lease, participant_prefix)
+  if redis.call('ZCOUNT', participants, '(' .. now, '+inf') > 0 then return end
+  if redis.call('HGET', room, 'explicit') == 'true' then
+    local ttl = math.max(tonumber(redis.call('HGET', room, 'emptyTimeoutSeconds')) * 1000, lease)
+    redis.call('PEXPIRE', room, ttl)
+    redis.call('ZADD', rooms, now + ttl, room_id)
+  else
+    for _, id in ipairs(redis.call('ZRANGE', participants, 0, -1)) do redis.call('DEL', participant_prefix .. id) end
+    redis.call('DEL', room, participants)
+    redis.call('ZREM', rooms, room_id)
+  end
+end
+`
+
 // KEYS: room, rooms. ARGV: room id, now, ttl ms, field, value, ...
 const CREATE_ROOM = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -50,28 +79,53 @@ return 1
 // ARGV: room id, participant id, identity, now, lease ms, bypass lock (1|0), field, value, ...
 const ADD_PARTICIPANT =
   EXTEND_ROOM +
+  LEASES +
   `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'room_not_found' end
 if redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 1 then return 'removed' end
 if ARGV[6] == '0' and redis.call('HGET', KEYS[1], 'locked') == 'true' then return 'locked' end
 local now = tonumber(ARGV[4])
 local lease = tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local max = redis.call('HGET', KEYS[1], 'maxParticipants')
-if max and redis.call('ZCARD', KEYS[2]) >= tonumber(max) then return 'full' end
+-- Expired participants stay in the set until a sweep announces them; they take no place.
+if max and redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[4], '+inf') >= tonumber(max) then return 'full' end
 redis.call('HSET', KEYS[3], unpack(ARGV, 7))
-redis.call('PEXPIRE', KEYS[3], lease)
+redis.call('PEXPIRE', KEYS[3], record_ttl(lease))
 redis.call('ZADD', KEYS[2], now + lease, ARGV[2])
 redis.call('PEXPIRE', KEYS[2], math.max(lease, redis.call('PTTL', KEYS[1])))
 extend_room(KEYS[1], KEYS[2], KEYS[5], ARGV[1], now, lease)
 return 'added'
 `
 
-// KEYS: participant. ARGV: expected state as JSON or '', field, value, ...
-const UPDATE_PARTICIPANT = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'state') ~= ARGV[1] then return false end
-if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+// KEYS: participant, participants. ARGV: participant id, now, expected state as JSON or '', field, value, ...
+const UPDATE_PARTICIPANT =
+  LEASES +
+  `
+if redis.call('EXISTS', KEYS[1]) == 0 or not is_live(KEYS[2], ARGV[1], tonumber(ARGV[2])) then return false end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'state') ~= ARGV[3] then return false end
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+return redis.call('HGETALL', KEYS[1])
+`
+
+// KEYS: participant, participants. ARGV: participant id, now, lease ms, from node (JSON), to node (JSON), field, value, ...
+const MOVE_PARTICIPANT =
+  LEASES +
+  `
+local now = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 or not is_live(KEYS[2], ARGV[1], now) then return false end
+if redis.call('HGET', KEYS[1], 'state') ~= '"active"' or redis.call('HGET', KEYS[1], 'nodeId') ~= ARGV[4] then return false end
+if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+redis.call('HSET', KEYS[1], 'nodeId', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], record_ttl(tonumber(ARGV[3])))
+redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[3]), ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+`
+
+// KEYS: participant, participants. ARGV: participant id, now.
+const GET_PARTICIPANT =
+  LEASES +
+  `
+if not is_live(KEYS[2], ARGV[1], tonumber(ARGV[2])) then return false end
 return redis.call('HGETALL', KEYS[1])
 `
 
@@ -95,30 +149,46 @@ return 'written'
 const BREAKOUTS_ATTEMPTS = 32
 
 // KEYS: room, participants, participant, removed, rooms.
-// ARGV: room id, participant id, ban (1|0), now, removal ms, lease ms.
-const REMOVE_PARTICIPANT = `
+// ARGV: room id, participant id, ban (1|0), now, removal ms, lease ms, participant key prefix,
+// holding node (JSON) or ''.
+const REMOVE_PARTICIPANT =
+  LEASES +
+  SETTLE_IF_EMPTY +
+  `
+local now = tonumber(ARGV[4])
+-- One whose lease ran out is the sweep's to remove and announce.
+if not is_live(KEYS[2], ARGV[2], now) then return false end
+if ARGV[8] ~= '' and redis.call('HGET', KEYS[3], 'nodeId') ~= ARGV[8] then return false end
 local identity = redis.call('HGET', KEYS[3], 'identity')
 local fields = redis.call('HGETALL', KEYS[3])
 if #fields == 0 then return false end
-local now = tonumber(ARGV[4])
 redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[2])
 if ARGV[3] == '1' then
   redis.call('SADD', KEYS[4], cjson.decode(identity))
   redis.call('PEXPIRE', KEYS[4], ARGV[5])
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) == 0 then
-  if redis.call('HGET', KEYS[1], 'explicit') == 'true' then
-    local ttl = math.max(tonumber(redis.call('HGET', KEYS[1], 'emptyTimeoutSeconds')) * 1000, tonumber(ARGV[6]))
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    redis.call('ZADD', KEYS[5], now + ttl, ARGV[1])
-  else
-    redis.call('DEL', KEYS[1], KEYS[2])
-    redis.call('ZREM', KEYS[5], ARGV[1])
-  end
-end
+settle_if_empty(KEYS[1], KEYS[2], KEYS[5], ARGV[1], now, tonumber(ARGV[6]), ARGV[7])
 return fields
+`
+
+// KEYS: room, participants, rooms. ARGV: room id, now, lease ms, participant key prefix.
+const SWEEP_EXPIRED =
+  SETTLE_IF_EMPTY +
+  `
+local now = tonumber(ARGV[2])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+if #expired == 0 then return {} end
+local out = {}
+for _, id in ipairs(expired) do
+  local key = ARGV[4] .. id
+  local fields = redis.call('HGETALL', key)
+  if #fields > 0 then table.insert(out, fields) end
+  redis.call('DEL', key)
+  redis.call('ZREM', KEYS[2], id)
+end
+settle_if_empty(KEYS[1], KEYS[2], KEYS[3], ARGV[1], now, tonumber(ARGV[3]), ARGV[4])
+return out
 `
 
 // KEYS: room, participants, removed, rooms. ARGV: room id, participant key prefix.
@@ -139,11 +209,15 @@ return out
 // KEYS: room, participants, rooms, participant... ARGV: room id, now, lease ms, participant id...
 const REFRESH =
   EXTEND_ROOM +
+  LEASES +
   `
 local now = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 for i = 4, #KEYS do
-  if redis.call('PEXPIRE', KEYS[i], lease) == 1 then redis.call('ZADD', KEYS[2], 'XX', now + lease, ARGV[i]) end
+  -- A lease that ran out stays over: the others may have been told it left.
+  if is_live(KEYS[2], ARGV[i], now) and redis.call('PEXPIRE', KEYS[i], record_ttl(lease)) == 1 then
+    redis.call('ZADD', KEYS[2], 'XX', now + lease, ARGV[i])
+  end
 end
 extend_room(KEYS[1], KEYS[2], KEYS[3], ARGV[1], now, lease)
 `
@@ -239,11 +313,13 @@ export class RedisRoomStore implements RoomStore {
   }
 
   async getParticipant(roomId: RoomId, participantId: ParticipantId): Promise<ParticipantRecord | undefined> {
-    return decodeParticipant(await this.#redis.hgetall(this.#keys.participant(roomId, participantId)))
+    const k = this.#keys
+    const fields = await this.#redis.eval(GET_PARTICIPANT, 2, k.participant(roomId, participantId), k.participants(roomId), participantId, this.#now())
+    return decodeParticipant(fromFlat(fields))
   }
 
   async listParticipants(roomId: RoomId): Promise<ParticipantRecord[]> {
-    const ids = (await this.#redis.zrangebyscore(this.#keys.participants(roomId), this.#now(), '+inf')) as ParticipantId[]
+    const ids = (await this.#redis.zrangebyscore(this.#keys.participants(roomId), `(${this.#now()}`, '+inf')) as ParticipantId[]
     if (ids.length === 0) return []
     const pipeline = this.#redis.pipeline()
     for (const id of ids) pipeline.hgetall(this.#keys.participant(roomId, id))
@@ -261,11 +337,21 @@ export class RedisRoomStore implements RoomStore {
     expectState?: ParticipantRecord['state'],
   ): Promise<ParticipantRecord | undefined> {
     const expected = expectState === undefined ? '' : JSON.stringify(expectState)
-    const fields = await this.#redis.eval(UPDATE_PARTICIPANT, 1, this.#keys.participant(roomId, participantId), expected, ...encode(patch))
+    const k = this.#keys
+    const fields = await this.#redis.eval(
+      UPDATE_PARTICIPANT,
+      2,
+      k.participant(roomId, participantId),
+      k.participants(roomId),
+      participantId,
+      this.#now(),
+      expected,
+      ...encode(patch),
+    )
     return decodeParticipant(fromFlat(fields))
   }
 
-  async removeParticipant(roomId: RoomId, participantId: ParticipantId, { ban = false } = {}): Promise<ParticipantRecord | undefined> {
+  async removeParticipant(roomId: RoomId, participantId: ParticipantId, { ban = false, heldBy }: RemoveOptions = {}): Promise<ParticipantRecord | undefined> {
     const k = this.#keys
     const record = decodeParticipant(
       fromFlat(
@@ -283,10 +369,34 @@ export class RedisRoomStore implements RoomStore {
           this.#now(),
           this.#removalMs,
           this.#leaseMs,
+          k.participantPrefix(roomId),
+          heldBy === undefined ? '' : JSON.stringify(heldBy),
         ),
       ),
     )
     return record
+  }
+
+  async moveParticipant(
+    roomId: RoomId,
+    participantId: ParticipantId,
+    { from, to }: { from: string; to: string },
+    patch: ParticipantPatch = {},
+  ): Promise<ParticipantRecord | undefined> {
+    const k = this.#keys
+    const moved = await this.#redis.eval(
+      MOVE_PARTICIPANT,
+      2,
+      k.participant(roomId, participantId),
+      k.participants(roomId),
+      participantId,
+      this.#now(),
+      this.#leaseMs,
+      JSON.stringify(from),
+      JSON.stringify(to),
+      ...encode(patch),
+    )
+    return decodeParticipant(fromFlat(moved))
   }
 
   async isRemoved(roomId: RoomId, identity: string): Promise<boolean> {
@@ -324,6 +434,26 @@ export class RedisRoomStore implements RoomStore {
       this.#leaseMs,
       ...participantIds,
     )
+  }
+
+  async sweepExpired(roomId: RoomId): Promise<ParticipantRecord[]> {
+    const k = this.#keys
+    const result = await this.#redis.eval(
+      SWEEP_EXPIRED,
+      3,
+      k.room(roomId),
+      k.participants(roomId),
+      k.rooms(),
+      roomId,
+      this.#now(),
+      this.#leaseMs,
+      k.participantPrefix(roomId),
+    )
+    if (!Array.isArray(result)) return []
+    return result
+      .map((fields) => decodeParticipant(fromFlat(fields)))
+      .filter((participant) => participant !== undefined)
+      .sort(byJoinTime)
   }
 
   async close(): Promise<void> {}
