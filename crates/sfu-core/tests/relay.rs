@@ -422,13 +422,22 @@ fn layer_of(payload: &[u8]) -> usize {
     (payload.len() - 200) / 10
 }
 
-#[test]
-fn each_simulcast_layer_crosses_and_the_importing_engine_chooses_per_subscriber() {
-    let mut origin = SimNetwork::new(5);
-    let mut edge = SimNetwork::at(6, OTHER_ENGINE, origin.now);
+/// Alice publishes three-layer simulcast on the origin; the edge imports her track over a link.
+struct SimulcastCluster {
+    origin: SimNetwork,
+    edge: SimNetwork,
+    alice: usize,
+    track: TrackId,
+    origin_link: PeerId,
+    edge_link: PeerId,
+    relayed: RelayedTrack,
+    imported: TrackId,
+}
+
+fn simulcast_cluster(seed: u64) -> SimulcastCluster {
+    let mut origin = SimNetwork::new(seed);
+    let mut edge = SimNetwork::at(seed + 1, OTHER_ENGINE, origin.now);
     let (alice, _, track) = origin.join_simulcast_publisher("alice", 5000, |offer| offer);
-    let small = edge.join("small", 5001, |p| p.subscriber_offer(0, 1));
-    let large = edge.join("large", 5002, |p| p.subscriber_offer(0, 1));
     let origin_link = origin
         .engine
         .create_relay_peer(OTHER_ENGINE, &keys(7), true, origin.now)
@@ -441,41 +450,45 @@ fn each_simulcast_layer_crosses_and_the_importing_engine_chooses_per_subscriber(
         .engine
         .relay_export(origin_link, track, origin.now)
         .unwrap();
-    assert_eq!(relayed.layers.len(), 3, "one stream per layer");
     let imported = edge
         .engine
         .relay_import(edge_link, &relayed, "alice", 0)
         .unwrap();
+    SimulcastCluster {
+        origin,
+        edge,
+        alice,
+        track,
+        origin_link,
+        edge_link,
+        relayed,
+        imported,
+    }
+}
+
+#[test]
+fn each_simulcast_layer_crosses_and_the_importing_engine_chooses_per_subscriber() {
+    let SimulcastCluster {
+        mut origin,
+        mut edge,
+        alice,
+        track,
+        origin_link,
+        relayed,
+        imported,
+        ..
+    } = simulcast_cluster(5);
+    assert_eq!(relayed.layers.len(), 3, "one stream per layer");
+    let small = edge.join("small", 5001, |p| p.subscriber_offer(0, 1));
+    let large = edge.join("large", 5002, |p| p.subscriber_offer(0, 1));
     for (_, peer) in [small, large] {
         edge.engine.subscribe(peer, imported, edge.now).unwrap();
     }
     edge.engine
         .set_layer_preference(small.1, imported, Some(0), None, edge.now)
         .unwrap();
-
-    for n in 1..=40u16 {
-        for (i, (rid, ssrc, size)) in SIMULCAST.iter().enumerate() {
-            let payload = vp8_payload_with_ids(
-                n == 1 || n == 20,
-                1000 * (i as u16 + 1) + n,
-                (10 * i as u8).wrapping_add(n as u8),
-                *size,
-                200 + 10 * i,
-            );
-            let extensions: [(u8, &[u8]); 2] = [(MID_EXT, b"0"), (RID_EXT, rid.as_bytes())];
-            origin.peers[alice].send_rtp_with_extensions(
-                VP8_PT,
-                *ssrc,
-                n,
-                n as u32 * 3000,
-                true,
-                &payload,
-                &extensions,
-            );
-        }
-        SimNetwork::exchange(&mut origin, &mut edge);
-        SimNetwork::advance_both(&mut origin, &mut edge, Duration::from_millis(33));
-    }
+    simulcast_frames(&mut origin, &mut edge, alice, 1, 19);
+    simulcast_frames(&mut origin, &mut edge, alice, 20, 21);
     let layers = |who: (usize, PeerId)| -> Vec<usize> {
         edge.peers[who.0]
             .received_rtp
@@ -579,26 +592,17 @@ fn simulcast_frames(
 
 #[test]
 fn dynacast_reaches_across_the_link() {
-    let mut origin = SimNetwork::new(7);
-    let mut edge = SimNetwork::at(8, OTHER_ENGINE, origin.now);
-    let (alice, _, track) = origin.join_simulcast_publisher("alice", 5000, |offer| offer);
+    let SimulcastCluster {
+        mut origin,
+        mut edge,
+        alice,
+        track,
+        origin_link,
+        edge_link,
+        imported,
+        ..
+    } = simulcast_cluster(7);
     let small = edge.join("small", 5001, |p| p.subscriber_offer(0, 1));
-    let origin_link = origin
-        .engine
-        .create_relay_peer(OTHER_ENGINE, &keys(7), true, origin.now)
-        .unwrap();
-    let edge_link = edge
-        .engine
-        .create_relay_peer(SERVER, &keys(7), false, edge.now)
-        .unwrap();
-    let relayed = origin
-        .engine
-        .relay_export(origin_link, track, origin.now)
-        .unwrap();
-    let imported = edge
-        .engine
-        .relay_import(edge_link, &relayed, "alice", 0)
-        .unwrap();
     edge.engine.subscribe(small.1, imported, edge.now).unwrap();
     edge.engine
         .set_layer_preference(small.1, imported, Some(0), None, edge.now)
