@@ -2,22 +2,18 @@ import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, test } from 'node:test'
 import {
   CLOSE_CODES,
-  DEFAULT_GRANTS,
   PROTOCOL_VERSION,
   type ParticipantId,
   type Role,
   type RoomId,
   type ServerMessage,
   type TrackId,
-  ServerMessage as ServerMessageSchema,
 } from '@conclave/protocol'
 import { MemoryEventBus } from '../cluster/event-bus.js'
 import { createControlPlane } from '../../test/support/control-plane.js'
 import { eventually } from '../../test/support/eventually.js'
-import { quietLog } from '../../test/support/media-engines.js'
-import type { Principal } from '../auth/authenticator.js'
+import { SignalingSocket } from '../../test/support/signaling-socket.js'
 import { FakeMediaEngine } from '../media/fake-media-engine.js'
-import { SignalingSession } from '../signaling/signaling-session.js'
 import { MemoryRoomStore } from '../state/memory-room-store.js'
 
 const ROOM = 'daily' as RoomId
@@ -26,37 +22,10 @@ const RECEIVE = 'v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly
 
 type Plane = ReturnType<typeof createControlPlane>
 
-/** One signaling socket of a person (identity) on one node, with what it was sent. */
-class Socket {
-  readonly sent: ServerMessage[] = []
-  readonly closed: { code: number; reason: string }[] = []
-  readonly session: SignalingSession
-  #next = 0
-
+/** One signaling socket of a person (identity) on one node, in the test's room. */
+class Socket extends SignalingSocket {
   constructor(plane: Plane, identity: string, role: Role = 'guest') {
-    const principal: Principal = { room: ROOM, identity, name: identity, role, grants: DEFAULT_GRANTS, expiresAt: undefined, anonymous: false }
-    this.session = new SignalingSession({
-      meeting: plane.meeting,
-      rooms: plane.rooms,
-      principal,
-      log: quietLog,
-      channel: {
-        send: (text) => this.sent.push(ServerMessageSchema.parse(JSON.parse(text))),
-        close: (code, reason) => this.closed.push({ code, reason }),
-      },
-    })
-  }
-
-  async request(message: Record<string, unknown>): Promise<ServerMessage> {
-    const id = `r${++this.#next}`
-    await this.session.handleFrame(JSON.stringify({ ...message, id }))
-    const reply = this.sent.find((candidate) => 'id' in candidate && candidate.id === id)
-    assert.ok(reply, `a reply to ${JSON.stringify(message)}`)
-    return reply
-  }
-
-  events<T extends ServerMessage['type']>(type: T): Extract<ServerMessage, { type: T }>[] {
-    return this.sent.filter((message): message is Extract<ServerMessage, { type: T }> => message.type === type)
+    super(plane, ROOM, identity, role)
   }
 }
 
