@@ -849,11 +849,13 @@ export class MeetingService {
       case 'breakouts-changed': {
         // Media first: when a member hears of its group, its peer is already in the partition.
         const members = this.#activeMembersOf(event.roomId)
+        // WHIP publishers (and WHEP viewers) are moved like members: a host can put a stream in a group.
+        const peers = [...members.map((member) => member.media as Participant), ...this.sessions.mediaIn(event.roomId)]
         await Promise.all(
-          members.map((member) =>
+          peers.map((participant) =>
             this.#rooms
-              .setPartition(member.media as Participant, partitionOf(event.breakouts, member.record.participantId))
-              .catch((error: unknown) => this.#log.warn('moving a peer to its breakout partition failed', { participantId: member.record.participantId, err: error })),
+              .setPartition(participant, partitionOf(event.breakouts, participant.id))
+              .catch((error: unknown) => this.#log.warn('moving a peer to its breakout partition failed', { participantId: participant.id, err: error })),
           ),
         )
         for (const member of members) this.#deliver(member, { type: 'breakouts-updated', breakouts: event.breakouts ?? null })

@@ -114,6 +114,22 @@ describe('WHIP and WHEP sessions as participants', () => {
     assert.deepEqual([...ada.of('participant-left'), ...bob.of('participant-joined'), ...bob.of('participant-left')], [])
   })
 
+  test('a host puts a WHIP publisher in a breakout group: its peer moves to the group partition and back', async () => {
+    await member(plane, 'ada')
+    const { resourceId } = await post(plane, 'whip', PUBLISH_OFFER)
+    const participantId = sessionParticipantId(resourceId)
+    const created = await plane.app.request(`/v1/rooms/${ROOM}/breakouts`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ groups: [{ name: 'Studio', participantIds: [participantId] }] }),
+    })
+    assert.equal(created.status, 201, await created.clone().text())
+    // Ada never offered, so the one peer is the publisher's.
+    await eventually("the publisher's peer to be in partition 1", () => media.partitions.size === 1 && [...media.partitions.values()][0] === 1)
+    assert.equal((await plane.app.request(`/v1/rooms/${ROOM}/breakouts`, { method: 'DELETE' })).status, 204)
+    await eventually('every peer back in the main room', () => [...media.partitions.values()].every((partition) => partition === 0))
+  })
+
   test('removing a WHIP publisher through the REST API closes its peer and refuses it afterwards', async () => {
     const { resourceId, location } = await post(plane, 'whip', PUBLISH_OFFER)
     const participantId = sessionParticipantId(resourceId)

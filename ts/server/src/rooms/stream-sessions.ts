@@ -186,6 +186,11 @@ export class StreamSessions {
     this.#write(session, { ...session.record, tracks })
   }
 
+  /** The media side of the sessions this node holds in `roomId` (for breakouts: their partitions). */
+  mediaIn(roomId: RoomId): Participant[] {
+    return [...this.#held.values()].flatMap((session) => (session.record.roomId === roomId && !session.gone && session.media !== undefined ? [session.media] : []))
+  }
+
   /** The rooms where this node holds a session. */
   roomIds(): Set<RoomId> {
     return new Set([...this.#held.values()].map((session) => session.record.roomId))
