@@ -30,6 +30,30 @@ async function bytesSentByRid(page: Page): Promise<Record<string, number>> {
   })()`)) as Record<string, number>
 }
 
+/** The publisher's three simulcast encodings, once each sends frames. */
+function threeLayers(caster: Page) {
+  return eventually(
+    'the publisher to send three layers',
+    async () => {
+      const sending = (await sentLayers(caster)).filter((layer) => layer.frameWidth > 0 && layer.framesPerSecond > 0)
+      if (sending.length !== 3) throw new Error(JSON.stringify(sending))
+      return sending
+    },
+    { timeoutMs: 20_000 },
+  )
+}
+
+/** Resolves with the bytes sent by rid when, over 2 s, `high` sent nothing and `low` went on. */
+async function highStoppedLowGoing(caster: Page, high: string, low: string): Promise<Record<string, number>> {
+  const before = await bytesSentByRid(caster)
+  await new Promise((resolve) => setTimeout(resolve, 2000))
+  const after = await bytesSentByRid(caster)
+  if (after[high] !== before[high] || (after[low] ?? 0) <= (before[low] ?? 0)) {
+    throw new Error(`sent ${JSON.stringify(before)} -> ${JSON.stringify(after)}`)
+  }
+  return after
+}
+
 function total(kbps: Record<string, number>): number {
   return Object.values(kbps).reduce((sum, value) => sum + value, 0)
 }
@@ -51,15 +75,7 @@ describe('dynacast in Chromium', { skip: nativeAddonProblem, timeout: 150_000 },
     server.media.onEvents((batch) => events.push(...batch.map((event) => ({ at: Date.now(), event }))))
     try {
       const caster = await joinMeetingWith(browser, server, 'dynacast', 'Caster', { simulcast: true })
-      const layers = await eventually(
-        'the publisher to send three layers',
-        async () => {
-          const sending = (await sentLayers(caster)).filter((layer) => layer.frameWidth > 0 && layer.framesPerSecond > 0)
-          if (sending.length !== 3) throw new Error(JSON.stringify(sending))
-          return sending
-        },
-        { timeoutMs: 20_000 },
-      )
+      const layers = await threeLayers(caster)
       const [low, , high] = layers
       assert.ok(low !== undefined && high !== undefined)
       // Nobody subscribes yet, so nothing is paused: this is the uplink without dynacast.
@@ -78,15 +94,7 @@ describe('dynacast in Chromium', { skip: nativeAddonProblem, timeout: 150_000 },
       // The high encoding's bytesSent stays flat over 2 s: Chromium stopped encoding it.
       const paused = await eventually(
         `the publisher's ${high.rid} encoding to stop`,
-        async () => {
-          const before = await bytesSentByRid(caster)
-          await new Promise((resolve) => setTimeout(resolve, 2000))
-          const after = await bytesSentByRid(caster)
-          if (after[high.rid] !== before[high.rid] || (after[low.rid] ?? 0) <= (before[low.rid] ?? 0)) {
-            throw new Error(`sent ${JSON.stringify(before)} -> ${JSON.stringify(after)}`)
-          }
-          return after
-        },
+        () => highStoppedLowGoing(caster, high.rid, low.rid),
         { timeoutMs: 20_000, intervalMs: 0 },
       )
       assert.ok(paused[low.rid] !== undefined)
@@ -144,15 +152,7 @@ describe('dynacast in Chromium', { skip: nativeAddonProblem, timeout: 150_000 },
       const two = await startServer({ redisUrl: redis.url, nodeId: 'dynacast-two' })
       try {
         const caster = await joinMeetingWith(browser, one, 'dynacast-cluster', 'Caster', { simulcast: true })
-        const layers = await eventually(
-          'the publisher to send three layers',
-          async () => {
-            const sending = (await sentLayers(caster)).filter((layer) => layer.frameWidth > 0 && layer.framesPerSecond > 0)
-            if (sending.length !== 3) throw new Error(JSON.stringify(sending))
-            return sending
-          },
-          { timeoutMs: 20_000 },
-        )
+        const layers = await threeLayers(caster)
         const [low, , high] = layers
         assert.ok(low !== undefined && high !== undefined)
         const small = await joinMeetingWith(browser, two, 'dynacast-cluster', 'Small', { remoteVideoSize: { width: 160, height: 90 } })
@@ -169,15 +169,7 @@ describe('dynacast in Chromium', { skip: nativeAddonProblem, timeout: 150_000 },
         const firstFrameMs = Date.now() - smallStarted
         const stopped = await eventually(
           `the publisher's ${high.rid} encoding to stop (only instance 2's small viewer watches)`,
-          async () => {
-            const before = await bytesSentByRid(caster)
-            await new Promise((resolve) => setTimeout(resolve, 2000))
-            const after = await bytesSentByRid(caster)
-            if (after[high.rid] !== before[high.rid] || (after[low.rid] ?? 0) <= (before[low.rid] ?? 0)) {
-              throw new Error(`sent ${JSON.stringify(before)} -> ${JSON.stringify(after)}`)
-            }
-            return after
-          },
+          () => highStoppedLowGoing(caster, high.rid, low.rid),
           { timeoutMs: 30_000, intervalMs: 0 },
         )
         const stoppedMs = Date.now() - smallStarted
