@@ -57,6 +57,13 @@ export const RecordingDetails = z.object({
   /** Why it failed, when it did. */
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   files: z.array(RecordingFile),
+  /**
+   * The server instance that runs (ran) it. With several instances and a local recordings folder,
+   * only that instance lists and serves the files (unless the folder is shared).
+   */
+  nodeId: z.string().optional(),
+  /** Why `files` may be incomplete on the instance that answered (the files are on another instance's disk). */
+  filesNotice: z.string().optional(),
   /** The recorder's own index of the output (`recording.json`), once finalized. */
   index: z.record(z.string(), z.unknown()).optional(),
 })

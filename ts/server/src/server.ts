@@ -19,6 +19,7 @@ import { clientAssetsDir, loadStaticAssets } from './http/static-assets.js'
 import { createLogger, type Logger } from './log.js'
 import type { MediaEngine } from './media/media-engine.js'
 import { createNativeMediaEngine } from './media/native-media-engine.js'
+import { RedisRecordingStore } from './recording/redis-recording-store.js'
 import { type RecordingOptions, RecordingService, recorderFinalizePartial } from './recording/recording-service.js'
 import { MeetingService } from './rooms/meeting-service.js'
 import { RoomService } from './rooms/room-service.js'
@@ -153,11 +154,14 @@ export async function createServer({
   let redis: Redis | undefined
   let store: RoomStore
   let bus: EventBus
+  // With Redis every instance lists and stops every instance's recordings; else the service's own memory.
+  let recordStore: RedisRecordingStore | undefined
   const readiness: Readiness = { media: () => media.stats() }
   if (redisUrl !== undefined) {
     redis = new Redis(redisUrl, { maxRetriesPerRequest: 2 })
     store = new RedisRoomStore(redis, { leaseMs, ...(redisPrefix ? { prefix: redisPrefix } : {}) })
     bus = await RedisEventBus.connect(redis, { log, ...(redisPrefix ? { prefix: redisPrefix } : {}) })
+    recordStore = new RedisRecordingStore(redis, { leaseMs, ...(redisPrefix ? { prefix: redisPrefix } : {}) })
     const client = redis
     readiness.redis = () => client.ping()
     relay = new MediaRelay({
@@ -187,6 +191,9 @@ export async function createServer({
     serverUrl: () => ownUrl,
     log: log.child({ component: 'recording' }),
     finalizePartial: recorderFinalizePartial,
+    nodeId,
+    leaseRenewMs: Math.max(100, Math.floor(leaseMs / 3)),
+    ...(recordStore ? { records: recordStore } : {}),
     ...recorder,
   })
   recordingsOfTracks = recordings

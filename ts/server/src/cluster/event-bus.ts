@@ -28,6 +28,8 @@ export type ClusterEvent =
   | { type: 'room-closed'; roomId: RoomId; participants: ParticipantRecord[] }
   | { type: 'recording-started'; roomId: RoomId; recording: RecordingInfo }
   | { type: 'recording-stopped'; roomId: RoomId; recordingId: RecordingId; partial: boolean; failed: boolean }
+  /** Node `fromNode` was asked to stop a recording another node runs: that node stops it (a request, not a fact). */
+  | { type: 'recording-stop-requested'; roomId: RoomId; recordingId: RecordingId; fromNode: string }
 
 export type ClusterEventListener = (event: ClusterEvent) => void
 

@@ -137,7 +137,10 @@ export function createRecordingRoutes({ meeting, recordings, auth, store, presen
     }
     const path = localFilePath(output, recording.recordingId, name)
     const info = path === undefined ? undefined : await stat(path).catch(() => undefined)
-    if (path === undefined || info === undefined || !info.isFile()) throw new AppError('resource_not_found', `recording ${recording.recordingId} has no file ${name}`)
+    if (path === undefined || info === undefined || !info.isFile()) {
+      const elsewhere = recording.filesNotice === undefined ? '' : ` here (${recording.filesNotice})`
+      throw new AppError('resource_not_found', `recording ${recording.recordingId} has no file ${name}${elsewhere}`)
+    }
     const stream = Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>
     return new Response(stream, {
       headers: {

@@ -25,6 +25,7 @@ import type { PublishedTrack } from '../rooms/participant.js'
 import type { Room } from '../rooms/room.js'
 import type { RoomStore } from '../state/room-store.js'
 import { type RecorderExit, type RecorderMessage, RecorderProcess } from './recorder-process.js'
+import { RecordingLeases, stopElsewhere, unendedRecordingOf } from './recording-cluster.js'
 import { type RecordingOutput, listRecordingFiles, localRecordingDir, recorderOutputFor } from './recording-output.js'
 import { MemoryRecordingStore, type RecordingRecord, type RecordingStore } from './recording-store.js'
 import { TracksRecording, type TracksRecordingUsage } from './tracks-recording.js'
@@ -117,6 +118,15 @@ export interface RecordingServiceOptions {
   finalizePartial?: FinalizePartial
   /** The recorder's `spoolDir`, so that a dead recorder's spool can be stored. Default `<tmpdir>/conclave-recorder`. */
   spoolDir?: string
+  /**
+   * This node's name, written in every record it starts. With a shared (Redis) store, other nodes
+   * send stop requests for its recordings to it, and end its records if it stops renewing them.
+   */
+  nodeId?: string
+  /** How often this node renews its leases on its recordings and sweeps lapsed ones, in ms. Default 10 000. */
+  leaseRenewMs?: number
+  /** How long a stop of another node's recording waits for that node to say `stopping`, in ms. Default 5 000. */
+  remoteStopTimeoutMs?: number
   now?: () => number
 }
 
@@ -173,6 +183,9 @@ export class RecordingService implements RecordingControl {
   /** Rooms with a live per-track recording (reserved before any await, like `#compositeByRoom`). */
   readonly #tracksByRoom = new Map<RoomId, RecordingId>()
   readonly #unsubscribe: () => void
+  readonly #nodeId: string | undefined
+  readonly #leases: RecordingLeases
+  readonly #remoteStopTimeoutMs: number
   #closed = false
 
   constructor({
@@ -189,8 +202,23 @@ export class RecordingService implements RecordingControl {
     startTimeoutMs = 60_000,
     finalizePartial,
     spoolDir = join(tmpdir(), 'conclave-recorder'),
+    nodeId,
+    leaseRenewMs = 10_000,
+    remoteStopTimeoutMs = 5_000,
     now = Date.now,
   }: RecordingServiceOptions) {
+    this.#nodeId = nodeId
+    this.#remoteStopTimeoutMs = remoteStopTimeoutMs
+    this.#leases = new RecordingLeases({
+      records,
+      bus,
+      nodeId,
+      liveRecord: (id) => this.#live.get(id)?.record ?? this.#tracksLive.get(id)?.record,
+      liveIds: () => [...this.#live.keys(), ...this.#tracksLive.keys()],
+      intervalMs: leaseRenewMs,
+      log,
+      now,
+    })
     this.#spoolDir = spoolDir
     this.#tracks = tracks
     this.#bus = bus
@@ -221,6 +249,7 @@ export class RecordingService implements RecordingControl {
     this.#compositeByRoom.set(roomId, recordingId)
     let record: RecordingRecord
     try {
+      await this.#refuseIfRecordedElsewhere(roomId, mode)
       const { token } = await this.#issuer.mint({
         room: roomId,
         identity: `recorder-${recordingId}`,
@@ -239,7 +268,7 @@ export class RecordingService implements RecordingControl {
         output: recorderOutputFor(this.#output),
         spoolDir: this.#spoolDir,
       }
-      record = { recordingId, room: roomId, mode, state: 'starting', partial: false, startedAt: this.#now() }
+      record = { recordingId, room: roomId, mode, state: 'starting', partial: false, startedAt: this.#now(), ...this.#nodeField() }
       this.#spawn(record, config)
     } catch (error) {
       this.#compositeByRoom.delete(roomId)
@@ -255,10 +284,14 @@ export class RecordingService implements RecordingControl {
   }
 
   async stop(roomId: RoomId, recordingId?: RecordingId): Promise<RecordingDetails> {
-    const id = recordingId ?? this.#compositeByRoom.get(roomId) ?? this.#tracksByRoom.get(roomId)
+    const id = recordingId ?? this.#compositeByRoom.get(roomId) ?? this.#tracksByRoom.get(roomId) ?? (await unendedRecordingOf(this.#records, roomId))
     const record = id === undefined ? undefined : await this.#records.get(id)
     if (id === undefined || record === undefined || record.room !== roomId) {
       throw new AppError('recording_not_found', recordingId === undefined ? `room ${roomId} is not being recorded` : `there is no recording ${recordingId} in room ${roomId}`)
+    }
+    if (this.#runsElsewhere(record)) {
+      const sweep = () => this.#leases.tick()
+      return this.#details(await stopElsewhere(record, { records: this.#records, bus: this.#bus, fromNode: this.#nodeId, timeoutMs: this.#remoteStopTimeoutMs, sweep }))
     }
     const live = this.#live.get(id)
     if (live !== undefined) await this.#requestStop(live, 'stopped')
@@ -308,6 +341,7 @@ export class RecordingService implements RecordingControl {
   async close(): Promise<void> {
     this.#closed = true
     this.#unsubscribe()
+    this.#leases.close()
     await Promise.all([
       ...[...this.#live.values()].map(async (live) => {
         await this.#requestStop(live, 'server_closing', true)
@@ -326,8 +360,14 @@ export class RecordingService implements RecordingControl {
     if (active !== undefined) throw new AppError('recording_already_active', `room ${roomId} is already being recorded per track (${active})`)
     const recordingId = RecordingId.parse(`rec-${randomBytes(9).toString('base64url')}`)
     this.#tracksByRoom.set(roomId, recordingId)
+    try {
+      await this.#refuseIfRecordedElsewhere(roomId, 'tracks')
+    } catch (error) {
+      this.#tracksByRoom.delete(roomId)
+      throw error
+    }
     const live: TracksLive = {
-      record: { recordingId, room: roomId, mode: 'tracks', state: 'starting', partial: false, startedAt: this.#now() },
+      record: { recordingId, room: roomId, mode: 'tracks', state: 'starting', partial: false, startedAt: this.#now(), ...this.#nodeField() },
       recording: TracksRecording.start({
         recordingId,
         roomId,
@@ -538,6 +578,13 @@ export class RecordingService implements RecordingControl {
   }
 
   async #onRoomEvent(event: ClusterEvent): Promise<void> {
+    if (event.type === 'recording-stop-requested') {
+      // Only the node that runs it acts; the asking node reads the outcome from the store.
+      if (!this.#live.has(event.recordingId) && !this.#tracksLive.has(event.recordingId)) return
+      this.#log.info('stop requested by another node', { recordingId: event.recordingId, roomId: event.roomId, fromNode: event.fromNode })
+      await this.stop(event.roomId, event.recordingId)
+      return
+    }
     const perTrack = [...this.#tracksLive.values()].filter((live) => live.record.room === event.roomId && live.settled === undefined)
     for (const live of perTrack) {
       if (event.type === 'participant-joined') void live.recording.then((recording) => recording.participantJoined(event.participant), () => undefined)
@@ -563,7 +610,26 @@ export class RecordingService implements RecordingControl {
   }
 
   async #details(record: RecordingRecord): Promise<RecordingDetails> {
-    return { ...record, files: await listRecordingFiles(this.#output, record.recordingId, record.index) }
+    const files = await listRecordingFiles(this.#output, record.recordingId, record.index)
+    // Another node's local folder: this node sees the files only if the folder is shared.
+    if (this.#output.kind !== 'local' || record.nodeId === undefined || record.nodeId === this.#nodeId || files.length > 0) return { ...record, files }
+    const filesNotice = `the files are in the local recordings folder of node ${record.nodeId}: that node lists and serves them`
+    return { ...record, files, filesNotice }
+  }
+
+  /** One recording per room and mode in the cluster too (two nodes starting at the same instant may both pass). */
+  async #refuseIfRecordedElsewhere(roomId: RoomId, mode: RecordingMode): Promise<void> {
+    const other = (await this.#records.list(roomId)).find((record) => record.mode === mode && this.#runsElsewhere(record))
+    if (other !== undefined) throw new AppError('recording_already_active', `room ${roomId} is already being recorded (${other.recordingId}, on node ${other.nodeId})`)
+  }
+
+  #nodeField(): { nodeId?: string } {
+    return this.#nodeId === undefined ? {} : { nodeId: this.#nodeId }
+  }
+
+  /** Its record says another node runs it, and it has not ended. */
+  #runsElsewhere(record: RecordingRecord): boolean {
+    return record.endedAt === undefined && record.nodeId !== undefined && record.nodeId !== this.#nodeId && !this.#live.has(record.recordingId) && !this.#tracksLive.has(record.recordingId)
   }
 }
 

@@ -885,6 +885,9 @@ export class MeetingService {
         for (const member of this.#activeMembersOf(event.roomId)) this.#deliver(member, { type: 'recording-stopped', recordingId, partial, failed })
         return
       }
+      case 'recording-stop-requested':
+        // The RecordingService of the node that runs it acts; members hear `recording-stopped` later.
+        return
       default:
         assertNever(event)
     }

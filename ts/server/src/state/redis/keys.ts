@@ -3,7 +3,7 @@
 // All keys of a deployment share one prefix (default `conclave:`). The Lua scripts touch a room's
 // keys and the `rooms` index together, so the store needs one Redis (or one primary), not a Cluster.
 
-import type { ParticipantId, RoomId } from '@conclave/protocol'
+import type { ParticipantId, RecordingId, RoomId } from '@conclave/protocol'
 
 export function redisKeys(prefix = 'conclave:') {
   return {
@@ -28,6 +28,23 @@ export function redisKeys(prefix = 'conclave:') {
     participantPrefix: (roomId: RoomId) => `${prefix}room:${roomId}:participant:`,
     /** Set: identities removed from the room, refused on join. PEXPIRE: the removal period. */
     removed: (roomId: RoomId) => `${prefix}room:${roomId}:removed`,
+    /**
+     * String: a RecordingRecord as JSON. No TTL: a recording outlives its room; the oldest ended
+     * ones are deleted once more than the store's `maxEnded` have ended.
+     */
+    recording: (recordingId: RecordingId) => `${prefix}recording:${recordingId}`,
+    /** The `recording` key without its id, for the script that trims ended recordings. */
+    recordingPrefix: () => `${prefix}recording:`,
+    /** Sorted set: recording id -> when it started (ms); every recording of every room. No TTL. */
+    recordings: () => `${prefix}recordings`,
+    /** Sorted set: recording id -> when it started (ms); the room's recordings. No TTL; emptied by the trim. */
+    roomRecordings: (roomId: RoomId) => `${prefix}recordings:room:${roomId}`,
+    /** The `roomRecordings` key without its room, for the trim script. */
+    roomRecordingsPrefix: () => `${prefix}recordings:room:`,
+    /** Sorted set: recording id -> when it ended (ms); the order the trim forgets them in. No TTL. */
+    endedRecordings: () => `${prefix}recordings:ended`,
+    /** Sorted set: unended recording id -> when its node's lease on it ends (ms). No TTL. */
+    recordingLeases: () => `${prefix}recordings:leases`,
     /** Pub/sub channel: every ClusterEvent of every room, as JSON. */
     events: () => `${prefix}events`,
     /** String: JSON {address, port} where node `nodeId`'s engine takes relay links. PEXPIRE: refreshed while the node runs. */
