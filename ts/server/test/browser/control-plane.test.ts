@@ -258,6 +258,12 @@ describe('meeting control in Chromium', { skip: nativeAddonProblem, timeout: 300
         const adaMidsAtCarol = await midsOf(carol, adaId)
         assert.equal(adaMidsAtCarol.length, 2, "Carol receives Ada's audio and video")
 
+        // Ada's audio levels cross with her audio: instance 2 hears her speak (Carol's mic is off).
+        await carol.evaluate(`globalThis.conclave.meeting.pc.getSenders().forEach((s) => { if (s.track && s.track.kind === 'audio') s.track.enabled = false })`)
+        await eventually('Carol (instance 2) to see Ada (instance 1) as the active speaker', async () => (await carol.evaluate('globalThis.conclave.meeting.activeSpeaker')) === adaId, {
+          timeoutMs: 15_000,
+        })
+
         // A third member on instance 1 and breakouts: Carol (instance 2) goes with Bob, Ada stays out.
         const bob = await joinMeeting(browser, one, 'cascade', 'Bob', await token('cascade', 'bob'))
         const bobId = await participantIdOf(bob)
