@@ -37,6 +37,9 @@ pub use relay::{RelayedLayer, RelayedTrack, MAX_RELAYED_LAYERS, RELAY_KEYING_MAT
 /// Every pooled datagram buffer has room for a full-size packet plus SRTP/RTX overhead, so
 /// protecting or wrapping in RTX never reallocates.
 const BUFFER_CAPACITY: usize = 1600;
+/// Round-trip time assumed towards publishers when pacing NACK resends (we measure none upstream;
+/// a resend too soon is ignored by the sender, one too late costs a frame).
+const UPSTREAM_RTT: Duration = Duration::from_millis(100);
 /// How often timers (DTLS retransmits, consent, reports) are looked at.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(25);
 /// RTCP reports per peer: about once a second (RFC 3550 §6.2 allows far more for our few streams).
@@ -120,6 +123,12 @@ pub struct Engine {
     events: VecDeque<Event>,
     /// Decrypted copy of the datagram being handled; reused so the packet path does not allocate.
     scratch: Vec<u8>,
+    /// A publisher's retransmission unwrapped to its original packet (then swapped into `scratch`).
+    rtx_scratch: Vec<u8>,
+    /// Sequence numbers of one upstream NACK being written.
+    lost_scratch: Vec<u16>,
+    /// A publisher's layer found a gap in the packet just handled: NACK it now, not at the next tick.
+    nack_now: Option<(TrackId, usize)>,
     next_housekeeping: Instant,
     live_peers_scratch: Vec<PeerId>,
     keyframe_scratch: Vec<(TrackId, usize)>,
@@ -152,6 +161,9 @@ impl Engine {
             outbox: Outbox::default(),
             events: VecDeque::new(),
             scratch: Vec::with_capacity(BUFFER_CAPACITY),
+            rtx_scratch: Vec::with_capacity(BUFFER_CAPACITY),
+            lost_scratch: Vec::with_capacity(64),
+            nack_now: None,
             next_housekeeping: now,
             live_peers_scratch: Vec::new(),
             keyframe_scratch: Vec::new(),
@@ -897,6 +909,9 @@ impl Engine {
                     self.handle_rtcp(peer_id, data);
                 } else {
                     self.handle_rtp(peer_id, data);
+                    if let Some((track, layer)) = self.nack_now.take() {
+                        self.send_upstream_nack(track, layer);
+                    }
                 }
             }
             _ => self.stats.dropped_malformed += 1,
@@ -1080,15 +1095,17 @@ impl Engine {
             tracks,
             outbox,
             scratch,
+            rtx_scratch,
             stats,
             events,
             rtp_forwards,
+            nack_now,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&peer_id) else {
             return;
         };
-        let Some(plain_len) = decrypt_into(
+        let Some(mut plain_len) = decrypt_into(
             scratch,
             data,
             peer.srtp_inbound.as_mut(),
@@ -1097,7 +1114,7 @@ impl Engine {
         ) else {
             return;
         };
-        let Ok(header) = rtp::parse_rtp(scratch) else {
+        let Ok(mut header) = rtp::parse_rtp(scratch) else {
             stats.dropped_malformed += 1;
             return;
         };
@@ -1123,14 +1140,63 @@ impl Engine {
                 }
             },
         };
-        let IncomingStream::Media(track_id, layer_index) = stream else {
-            // We never NACK upstream yet, so RTX from a publisher is only bandwidth probing.
-            return;
+        let (track_id, layer_index, recovered) = match stream {
+            IncomingStream::Media(track, layer) => (track, layer as usize, false),
+            IncomingStream::Retransmission(track_id, layer) => {
+                // An answer to our NACK: the original packet, handled as if it came late. RTX
+                // without an original sequence number is only bandwidth probing.
+                let Some(track) = tracks.get(&track_id) else {
+                    return;
+                };
+                let original = track
+                    .payload_types
+                    .iter()
+                    .find(|p| p.rtx_pt == Some(header.payload_type))
+                    .map(|p| p.pt);
+                let ssrc = track.layers.get(layer as usize).and_then(|l| l.ssrc);
+                let (Some(original_pt), Some(original_ssrc)) = (original, ssrc) else {
+                    return;
+                };
+                rtx_scratch.clear();
+                if crate::forward::unwrap_rtx(
+                    rtx_scratch,
+                    &scratch[..plain_len],
+                    &header,
+                    original_pt,
+                    original_ssrc,
+                )
+                .is_none()
+                {
+                    return;
+                }
+                let Ok(original_header) = rtp::parse_rtp(rtx_scratch) else {
+                    stats.dropped_malformed += 1;
+                    return;
+                };
+                std::mem::swap(scratch, rtx_scratch);
+                header = original_header;
+                plain_len = scratch.len();
+                (track_id, layer as usize, true)
+            }
         };
-        let layer_index = layer_index as usize;
         let Some(track) = tracks.get_mut(&track_id) else {
             return;
         };
+        if let Some(nack) = track
+            .layers
+            .get_mut(layer_index)
+            .and_then(|l| l.nack.as_mut())
+        {
+            let before = nack.missing();
+            let was_missing = nack.on_packet(header.sequence, now);
+            if nack.missing() > before {
+                *nack_now = Some((track_id, layer_index));
+            }
+            if recovered && !was_missing {
+                // Already here, or given up: a second copy would reach subscribers twice.
+                return;
+            }
+        }
         if header.payload_end <= header.payload_start {
             // Padding-only packets probe bandwidth; they carry nothing to forward.
             return;
@@ -1586,6 +1652,53 @@ impl Engine {
         }
     }
 
+    /// Asks `track`'s publisher for the packets of `layer` it did not deliver (RFC 4585 generic
+    /// NACK); browsers answer on RTX, a relay link's other end from its cache.
+    fn send_upstream_nack(&mut self, track_id: TrackId, layer: usize) {
+        let now = self.now;
+        let Engine {
+            peers,
+            tracks,
+            outbox,
+            lost_scratch,
+            ..
+        } = self;
+        let Some(track) = tracks.get_mut(&track_id) else {
+            return;
+        };
+        let Some(layer) = track.layers.get_mut(layer) else {
+            return;
+        };
+        let (Some(nack), Some(media_ssrc)) = (layer.nack.as_mut(), layer.ssrc) else {
+            return;
+        };
+        lost_scratch.clear();
+        let polled = nack.poll(now, UPSTREAM_RTT, lost_scratch);
+        if polled.abandoned > 0 {
+            // A packet that will not come leaves every subscriber's decoder waiting; a keyframe
+            // now spares them the receiver's own timeout (Chromium waits up to 3 s to ask).
+            layer.keyframe_wanted = true;
+        }
+        if lost_scratch.is_empty() {
+            return;
+        }
+        let Some(publisher) = peers.get_mut(&track.publisher) else {
+            return;
+        };
+        if !publisher.is_connected() {
+            return;
+        }
+        let mut out = outbox.buffer();
+        rtcp::write_nack(
+            &mut out,
+            publisher.rtcp_ssrc,
+            media_ssrc,
+            lost_scratch.iter().copied(),
+        );
+        publisher.counters.nacks_sent += 1;
+        outbox.send_protected(publisher, out, Packet::Rtcp);
+    }
+
     /// Marks that a subscriber of `track_id` needs a keyframe of `layer` (all layers if `None`)
     /// and asks the publisher with a PLI unless one went out within
     /// `keyframe_request_interval_ms`. Until a keyframe arrives, the request is repeated by
@@ -1854,6 +1967,23 @@ impl Engine {
         }
 
         let mut waiting = std::mem::take(&mut self.keyframe_scratch);
+        waiting.clear();
+        // Upstream NACKs due again (resends) or first asked after reordering; same scratch.
+        for track in self.tracks.values() {
+            for (index, layer) in track.layers.iter().enumerate() {
+                if layer
+                    .nack
+                    .as_ref()
+                    .and_then(|n| n.next_due(UPSTREAM_RTT))
+                    .is_some_and(|due| now >= due)
+                {
+                    waiting.push((track.id, index));
+                }
+            }
+        }
+        for &(track, layer) in &waiting {
+            self.send_upstream_nack(track, layer);
+        }
         waiting.clear();
         for track in self.tracks.values() {
             for (index, layer) in track.layers.iter().enumerate() {

@@ -200,6 +200,8 @@ pub struct PeerCounters {
     pub packets_sent: u64,
     pub bytes_sent: u64,
     pub nacks_received: u64,
+    /// NACKs sent to the peer as a publisher (packets it did not deliver).
+    pub nacks_sent: u64,
     pub retransmissions_sent: u64,
     pub keyframe_requests_sent: u64,
 }

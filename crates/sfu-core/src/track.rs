@@ -3,7 +3,7 @@
 //! bitrate and picture size). A track without simulcast has one layer.
 
 use crate::allocator::LayerNeeds;
-use crate::forward::PacketCache;
+use crate::forward::{NackConfig, NackTracker, PacketCache};
 use crate::ids::{MediaKind, PeerId, TrackId};
 use crate::peer::PayloadTypes;
 use crate::receive_stats::ReceiveStats;
@@ -68,6 +68,9 @@ pub struct Layer {
     pub ssrc: Option<u32>,
     pub rtx_ssrc: Option<u32>,
     pub cache: Option<PacketCache>,
+    /// What the publisher did not deliver and we ask again for (video: a lost packet costs a
+    /// frame, and without it every subscriber's decoder waits for a keyframe).
+    pub nack: Option<NackTracker>,
     pub receive: ReceiveStats,
     pub last_sender_report: Option<SenderReportInfo>,
     pub last_packet_at: Option<Instant>,
@@ -93,6 +96,7 @@ impl Layer {
             rid,
             ssrc,
             rtx_ssrc,
+            nack: cache.is_some().then(|| NackTracker::new(UPSTREAM_NACK)),
             cache,
             receive: ReceiveStats::default(),
             last_sender_report: None,
@@ -237,6 +241,16 @@ impl Track {
         count
     }
 }
+
+/// Asking a publisher again: a packet still missing after half a second is past any
+/// subscriber's jitter buffer, and a keyframe serves them better.
+const UPSTREAM_NACK: NackConfig = NackConfig {
+    window: 512,
+    max_retries: 10,
+    min_resend_interval: Duration::from_millis(10),
+    reorder_delay: Duration::ZERO,
+    max_age: Duration::from_millis(500),
+};
 
 /// A layer whose last packet is this recent is still sending.
 const STILL_SENDING: Duration = Duration::from_millis(200);

@@ -307,6 +307,21 @@ impl SimPeer {
             .count()
     }
 
+    /// Every sequence number of `media_ssrc` the peer was asked for in a generic NACK, in order.
+    pub fn nacked(&self, media_ssrc: u32) -> Vec<u16> {
+        self.received_rtcp
+            .iter()
+            .flat_map(|compound| sfu_core::rtcp::packets(compound).filter_map(Result::ok))
+            .filter_map(|packet| match packet {
+                sfu_core::rtcp::RtcpPacket::Nack(nack) if nack.media_ssrc == media_ssrc => {
+                    Some(nack.lost().collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     /// Queues an RTCP compound packet (plain; protected here).
     pub fn send_rtcp(&mut self, mut packet: Vec<u8>) {
         let outbound = self
