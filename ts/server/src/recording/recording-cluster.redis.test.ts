@@ -9,18 +9,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
-import WebSocket from 'ws'
 import {
-  PROTOCOL_VERSION,
   RecordingDetails,
   RecordingList,
   type RecordingId,
+  type Role,
   type RoomId,
-  type ServerMessage,
-  ServerMessage as ServerMessageSchema,
 } from '@conclave/protocol'
-import { accessToken } from '../../test/support/control-plane.js'
 import { eventually } from '../../test/support/eventually.js'
+import { wsMember as joinOverWebSocket } from '../../test/support/ws-member.js'
 import { quietLog } from '../../test/support/media-engines.js'
 import { type RedisServer, startRedisServer } from '../../test/support/redis-server.js'
 import { FakeMediaEngine } from '../media/fake-media-engine.js'
@@ -63,22 +60,8 @@ async function recordingOn(server: ConclaveServer, id: RecordingId) {
 }
 
 /** A member joined over the real WebSocket of `server`, with every message it got. */
-async function wsMember(server: ConclaveServer, room: string, identity: string, role: 'host' | 'guest' = 'guest') {
-  const token = await accessToken(secret, { room, identity, name: identity, role })
-  const socket = new WebSocket(`${server.url.replace('http', 'ws')}/ws?token=${encodeURIComponent(token)}`)
-  const messages: ServerMessage[] = []
-  socket.on('message', (data: Buffer) => messages.push(ServerMessageSchema.parse(JSON.parse(data.toString()))))
-  await new Promise<void>((resolve, reject) => {
-    socket.once('open', () => resolve())
-    socket.once('error', reject)
-  })
-  socket.send(JSON.stringify({ type: 'join', id: 'j1', protocolVersion: PROTOCOL_VERSION, room }))
-  await eventually(`${identity} to be joined`, () => messages.some((message) => message.type === 'joined'))
-  return {
-    messages,
-    send: (message: Record<string, unknown>) => socket.send(JSON.stringify(message)),
-    close: () => socket.close(),
-  }
+function wsMember(server: ConclaveServer, room: string, identity: string, role: Role = 'guest') {
+  return joinOverWebSocket(server.url, secret, room, identity, role)
 }
 
 describe('recordings on two instances sharing a real Redis', () => {

@@ -7,10 +7,9 @@ import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
-import WebSocket from 'ws'
-import { PROTOCOL_VERSION, ParticipantList, type ServerMessage, ServerMessage as ServerMessageSchema } from '@conclave/protocol'
-import { accessToken } from '../../test/support/control-plane.js'
+import { ParticipantList, type ServerMessage } from '@conclave/protocol'
 import { eventually } from '../../test/support/eventually.js'
+import { wsMember as joinOverWebSocket } from '../../test/support/ws-member.js'
 import { quietLog } from '../../test/support/media-engines.js'
 import { type RedisServer, startRedisServer } from '../../test/support/redis-server.js'
 import { PUBLISH_OFFER } from '../../test/support/sdp-fixtures.js'
@@ -71,37 +70,9 @@ async function listed(url: string, room: string) {
   return ParticipantList.parse(await response.json()).participants
 }
 
-/** A member joined over the real WebSocket of the server at `url`, with every message it got and when. */
-async function wsMember(url: string, room: string, identity: string) {
-  const token = await accessToken(secret, { room, identity, name: identity })
-  const socket = new WebSocket(`${url.replace('http', 'ws')}/ws?token=${encodeURIComponent(token)}`)
-  const received: Array<{ at: number; message: ServerMessage }> = []
-  socket.on('message', (data: Buffer) => received.push({ at: performance.now(), message: ServerMessageSchema.parse(JSON.parse(data.toString())) }))
-  await new Promise<void>((resolve, reject) => {
-    socket.once('open', () => resolve())
-    socket.once('error', reject)
-  })
-  socket.on('error', () => undefined)
-  const send = (message: object) => socket.send(JSON.stringify(message))
-  send({ type: 'join', id: 'j1', protocolVersion: PROTOCOL_VERSION, room })
-  const joined = await eventually(`${identity} to be joined`, () => received.find(({ message }) => message.type === 'joined')?.message)
-  assert.equal(joined.type, 'joined')
-  return {
-    participantId: joined.type === 'joined' ? joined.participantId : '',
-    received,
-    send,
-    /** Tracks it was shown: in its snapshot or published since, less those ended. */
-    tracks(): Set<string> {
-      const tracks = new Set<string>()
-      for (const { message } of received) {
-        if (message.type === 'joined') for (const track of message.tracks) tracks.add(track.trackId)
-        if (message.type === 'track-published') tracks.add(message.track.trackId)
-        if (message.type === 'track-ended') tracks.delete(message.trackId)
-      }
-      return tracks
-    },
-    close: () => socket.close(),
-  }
+/** A member joined over the real WebSocket of the server at `url`. */
+function wsMember(url: string, room: string, identity: string) {
+  return joinOverWebSocket(url, secret, room, identity)
 }
 
 describe('an instance killed without a word, on a real Redis', () => {

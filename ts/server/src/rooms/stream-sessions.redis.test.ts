@@ -3,10 +3,10 @@
 
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import WebSocket from 'ws'
-import { PROTOCOL_VERSION, ParticipantList, type ServerMessage, ServerMessage as ServerMessageSchema } from '@conclave/protocol'
+import { ParticipantList, type Role } from '@conclave/protocol'
 import { accessToken } from '../../test/support/control-plane.js'
 import { eventually } from '../../test/support/eventually.js'
+import { wsMember as joinOverWebSocket } from '../../test/support/ws-member.js'
 import { quietLog } from '../../test/support/media-engines.js'
 import { type RedisServer, startRedisServer } from '../../test/support/redis-server.js'
 import { PUBLISH_OFFER, VIEW_OFFER } from '../../test/support/sdp-fixtures.js'
@@ -29,22 +29,8 @@ async function listed(server: ConclaveServer, room: string) {
 }
 
 /** A member joined over the real WebSocket of `server`, with every message it got. */
-async function wsMember(server: ConclaveServer, room: string, identity: string) {
-  const token = await accessToken(secret, { room, identity, name: identity })
-  const socket = new WebSocket(`${server.url.replace('http', 'ws')}/ws?token=${encodeURIComponent(token)}`)
-  const messages: ServerMessage[] = []
-  socket.on('message', (data: Buffer) => messages.push(ServerMessageSchema.parse(JSON.parse(data.toString()))))
-  await new Promise<void>((resolve, reject) => {
-    socket.once('open', () => resolve())
-    socket.once('error', reject)
-  })
-  socket.send(JSON.stringify({ type: 'join', id: 'j1', protocolVersion: PROTOCOL_VERSION, room }))
-  await eventually(`${identity} to be joined`, () => messages.some((message) => message.type === 'joined'))
-  return {
-    messages,
-    of: (type: ServerMessage['type']) => messages.filter((message) => message.type === type),
-    close: () => socket.close(),
-  }
+function wsMember(server: ConclaveServer, room: string, identity: string, role: Role = 'guest') {
+  return joinOverWebSocket(server.url, secret, room, identity, role)
 }
 
 describe('WHIP and WHEP sessions on two instances sharing a real Redis', () => {
