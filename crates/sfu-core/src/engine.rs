@@ -1182,19 +1182,24 @@ impl Engine {
         let Some(track) = tracks.get_mut(&track_id) else {
             return;
         };
-        if let Some(nack) = track
-            .layers
-            .get_mut(layer_index)
-            .and_then(|l| l.nack.as_mut())
-        {
-            let before = nack.missing();
-            let was_missing = nack.on_packet(header.sequence, now);
-            if nack.missing() > before {
-                *nack_now = Some((track_id, layer_index));
-            }
-            if recovered && !was_missing {
-                // Already here, or given up: a second copy would reach subscribers twice.
+        if let Some(layer) = track.layers.get_mut(layer_index) {
+            // A retransmission of what already came (browsers probe bandwidth with copies of
+            // recent packets) would reach subscribers twice; one of a packet lost before we
+            // noticed is new.
+            if recovered
+                && layer
+                    .cache
+                    .as_ref()
+                    .is_some_and(|cache| cache.get(header.sequence).is_some())
+            {
                 return;
+            }
+            if let Some(nack) = layer.nack.as_mut() {
+                let before = nack.missing();
+                nack.on_packet(header.sequence, now);
+                if nack.missing() > before {
+                    *nack_now = Some((track_id, layer_index));
+                }
             }
         }
         if header.payload_end <= header.payload_start {

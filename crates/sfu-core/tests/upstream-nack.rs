@@ -108,3 +108,31 @@ fn an_unanswered_nack_is_resent_paced_then_given_up() {
         "given up after its age limit"
     );
 }
+
+#[test]
+fn a_retransmission_that_comes_before_the_gap_shows_is_forwarded_as_new() {
+    // Chromium probes bandwidth with RTX copies of recent packets: one may carry a packet whose
+    // original was lost before any later packet revealed the loss.
+    let mut net = SimNetwork::new(23);
+    let (alice, _) = net.join("alice", 5000, SimPeer::publisher_offer);
+    let video = net.published(MediaKind::Video).unwrap();
+    let bob = net.join("bob", 5001, |p| p.subscriber_offer(1, 1));
+    net.engine.subscribe(bob.1, video, net.now).unwrap();
+    video_packet(&mut net, alice, 3000, true);
+    video_packet(&mut net, alice, 3001, false);
+    retransmission(&mut net, alice, 40, 3002);
+    video_packet(&mut net, alice, 3003, false);
+    net.run();
+    let sequences: Vec<u16> = net.peers[bob.0]
+        .received_rtp
+        .iter()
+        .filter(|p| p.payload_type == VP8_PT)
+        .map(|p| p.sequence)
+        .collect();
+    assert_eq!(sequences.len(), 4, "{sequences:?}");
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "no hole: {sequences:?}"
+    );
+    assert!(net.peers[alice].nacked(VIDEO_SSRC).is_empty());
+}
