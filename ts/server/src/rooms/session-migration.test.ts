@@ -1,54 +1,12 @@
 import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, test } from 'node:test'
-import {
-  CLOSE_CODES,
-  PROTOCOL_VERSION,
-  type ParticipantId,
-  type Role,
-  type RoomId,
-  type ServerMessage,
-  type TrackId,
-} from '@conclave/protocol'
+import { CLOSE_CODES, PROTOCOL_VERSION, type TrackId } from '@conclave/protocol'
 import { MemoryEventBus } from '../cluster/event-bus.js'
 import { createControlPlane } from '../../test/support/control-plane.js'
 import { eventually } from '../../test/support/eventually.js'
-import { SignalingSocket } from '../../test/support/signaling-socket.js'
+import { type Member, PUBLISH, type Plane, RECEIVE, ROOM, Socket, codeOf, join, resume, stateSeen } from '../../test/support/resume-fixtures.js'
 import { FakeMediaEngine } from '../media/fake-media-engine.js'
 import { MemoryRoomStore } from '../state/memory-room-store.js'
-
-const ROOM = 'daily' as RoomId
-const PUBLISH = 'v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\n'
-const RECEIVE = 'v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\n'
-
-type Plane = ReturnType<typeof createControlPlane>
-
-/** One signaling socket of a person (identity) on one node, in the test's room. */
-class Socket extends SignalingSocket {
-  constructor(plane: Plane, identity: string, role: Role = 'guest') {
-    super(plane, ROOM, identity, role)
-  }
-}
-
-interface Member {
-  socket: Socket
-  id: ParticipantId
-  resumeId: string
-}
-
-async function join(plane: Plane, identity: string, role: Role = 'guest'): Promise<Member> {
-  const socket = new Socket(plane, identity, role)
-  const reply = await socket.request({ type: 'join', protocolVersion: PROTOCOL_VERSION, room: ROOM })
-  assert.ok(reply.type === 'joined' && reply.resumeId !== undefined, JSON.stringify(reply))
-  return { socket, id: reply.participantId, resumeId: reply.resumeId }
-}
-
-function resume(socket: Socket, member: Member, resumeId = member.resumeId): Promise<ServerMessage> {
-  return socket.request({ type: 'resume', protocolVersion: PROTOCOL_VERSION, room: ROOM, participantId: member.id, resumeId })
-}
-
-const codeOf = (reply: ServerMessage) => (reply.type === 'error' ? reply.code : reply.type)
-const stateSeen = (observer: Socket, id: ParticipantId) =>
-  observer.events('participant-updated').filter((event) => event.participant.participantId === id).map((event) => event.participant.state)
 
 describe('a session resumed on another node moves there', () => {
   let store: MemoryRoomStore
