@@ -1,7 +1,7 @@
 //! Bench fixture: one engine with a connected publisher and N subscribers to its video track, on
 //! sfu-testkit's simulated network. Shared by the criterion benches and the allocation count.
 
-use sfu_core::{Event, Input, MediaKind, Output};
+use sfu_core::{Input, MediaKind, Output};
 use sfu_testkit::packet_path;
 use sfu_testkit::{vp8_payload, SimNetwork, SimPeer, VIDEO_SSRC, VP8_PT};
 use std::time::Instant;
@@ -35,39 +35,13 @@ impl Room {
     /// If the simulated session does not come up or does not forward to every subscriber.
     pub fn new(subscribers: usize) -> Self {
         let mut net = SimNetwork::new(11);
-        let publisher = net.add_peer(SimPeer::new("alice", 5000));
-        let publisher_id = net.engine.create_peer(net.now);
-        let offer = net.peers[publisher].publisher_offer();
-        let answer = net
-            .engine
-            .apply_offer(publisher_id, &offer, net.now)
-            .expect("publisher answer");
-        net.peers[publisher].apply_answer(&answer);
-        net.connect(publisher);
+        let (publisher, _) = net.join("alice", 5000, SimPeer::publisher_offer);
         let video = net
-            .events
-            .iter()
-            .find_map(|e| match e {
-                Event::TrackPublished {
-                    track,
-                    kind: MediaKind::Video,
-                    ..
-                } => Some(*track),
-                _ => None,
-            })
+            .published(MediaKind::Video)
             .expect("video track published");
         for i in 0..subscribers {
             let port = 6000 + u16::try_from(i).expect("port");
-            let index = net.add_peer(SimPeer::new(&format!("viewer{i}"), port));
-            let peer = net.engine.create_peer(net.now);
-            let offer = net.peers[index].subscriber_offer(1, 1);
-            let answer = net
-                .engine
-                .apply_offer(peer, &offer, net.now)
-                .expect("subscriber answer");
-            net.peers[index].apply_answer(&answer);
-            net.connect(index);
-            assert!(net.peers[index].connected, "viewer{i} connected");
+            let (_, peer) = net.join(&format!("viewer{i}"), port, |p| p.subscriber_offer(1, 1));
             net.engine
                 .subscribe(peer, video, net.now)
                 .expect("subscribe");
@@ -157,16 +131,7 @@ impl RelayedRoom {
         let mut origin = Room::new(0);
         let video = origin
             .net
-            .events
-            .iter()
-            .find_map(|e| match e {
-                Event::TrackPublished {
-                    track,
-                    kind: MediaKind::Video,
-                    ..
-                } => Some(*track),
-                _ => None,
-            })
+            .published(MediaKind::Video)
             .expect("video track published");
         let mut edge = SimNetwork::at(12, EDGE_ENGINE, origin.net.now);
         let keys = [0x42; sfu_core::engine::RELAY_KEYING_MATERIAL_LEN];
